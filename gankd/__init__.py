@@ -1,0 +1,26 @@
+"""gankd: knowledge distillation between GANs.
+
+The engine knows nothing of any GAN family: a family subclasses :class:`GANHooks`,
+picks a :class:`Structure` (the paper's loss-set flags) or a :class:`Schedule` of them,
+and :class:`DistillationEngine` trains.
+"""
+from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, ProgressLogger
+from .distill import DISTILL_LOSSES, DistillationLoss, DistillTerm, register_distill_loss
+from .engine import DistillationEngine, NonFiniteLossError, StageState
+from .hooks import GAN, GANHooks, Losses
+from .registry import Registry
+from .schedule import SCHEDULES, OptimizerConfig, Schedule, Stage, get_schedule
+from .structure import STRUCTURES, Structure, get_structure
+from .utils import atomic_write_bytes, atomic_write_text, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Callback", "CheckpointCallback", "EvaluationCallback", "JSONHistory", "ProgressLogger",
+    "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_distill_loss",
+    "DistillationEngine", "NonFiniteLossError", "StageState",
+    "GAN", "GANHooks", "Losses", "Registry",
+    "SCHEDULES", "OptimizerConfig", "Schedule", "Stage", "get_schedule",
+    "STRUCTURES", "Structure", "get_structure",
+    "atomic_write_bytes", "atomic_write_text", "seed_everything", "__version__",
+]

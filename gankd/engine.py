@@ -1,0 +1,223 @@
+"""One training loop that executes any :class:`~gankd.schedule.Schedule` for any GAN family."""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from .callbacks import Callback
+from .distill import DistillationLoss
+from .hooks import GAN, GANHooks, Losses
+from .schedule import Schedule, Stage
+from .structure import Structure
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN/Inf; the message names stage, epoch, step and the loss term."""
+
+
+@dataclass
+class StageState:
+    """What the engine derived from a stage's structure: optimizers per trainable network."""
+
+    index: int
+    stage: Stage
+    optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+
+    @property
+    def structure(self) -> Structure:
+        return self.stage.structure
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+class DistillationEngine:
+    """Trains a teacher and/or student GAN through the stages of a schedule.
+
+    Per step, for the stage's flags (alpha, beta, mu, nu, lam):
+      1. both generators run once on the same inputs (a frozen teacher under ``no_grad``);
+      2. one backward of ``alpha*L_g^T + mu*L_g^S + lam*K`` updates the generators that train
+         (K sees detached teacher outputs, so it never moves the teacher);
+      3. each discriminator that trains takes its own step on ``beta*L_d^T`` / ``nu*L_d^S``.
+    Networks a stage does not train get ``requires_grad=False`` (no gradient, no optimizer).
+    """
+
+    def __init__(self, hooks: GANHooks, teacher: GAN | None = None, student: GAN | None = None, *,
+                 distillation: DistillationLoss | None = None, device: str | torch.device = "cpu",
+                 callbacks: Sequence[Callback] = ()) -> None:
+        if teacher is None and student is None:
+            raise ValueError("DistillationEngine needs a teacher, a student, or both; got neither")
+        self.hooks = hooks
+        self.device = torch.device(device)
+        self.teacher = teacher.to(self.device) if teacher is not None else None
+        self.student = student.to(self.device) if student is not None else None
+        self.distillation = distillation or hooks.distillation_loss()
+        self.callbacks = list(callbacks)
+        self.history: list[dict] = []
+        self.stage_state: StageState | None = None
+
+    # --- public -----------------------------------------------------------------------
+    def fit(self, schedule: Schedule, batches: Iterable[Any]) -> list[dict]:
+        """Run every stage in order; returns one record per epoch (also in ``self.history``).
+
+        ``batches`` is re-iterated once per epoch (a list, or a re-iterable loader).
+        """
+        self._check(schedule)
+        for cb in self.callbacks:
+            cb.on_fit_start(self, schedule)
+        global_epoch = 0
+        for index, stage in enumerate(schedule.stages):
+            state = self._start_stage(index, stage)
+            for cb in self.callbacks:
+                cb.on_stage_start(self, state)
+            for epoch in range(1, stage.epochs + 1):
+                global_epoch += 1
+                record = self._run_epoch(state, batches, epoch, global_epoch)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, state, record)
+                self.history.append(record)
+            self._end_stage(state)
+            for cb in self.callbacks:
+                cb.on_stage_end(self, state)
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        return self.history
+
+    # --- stage set-up -------------------------------------------------------------------
+    def _check(self, schedule: Schedule) -> None:
+        for stage in schedule.stages:
+            s = stage.structure
+            if s.needs_teacher and self.teacher is None:
+                raise ValueError(f"schedule {schedule.name!r}: stage {s.name!r} uses the teacher "
+                                 "(alpha, beta or lam > 0) but the engine has no teacher")
+            if s.needs_student and self.student is None:
+                raise ValueError(f"schedule {schedule.name!r}: stage {s.name!r} trains the student "
+                                 "(mu, nu or lam > 0) but the engine has no student")
+
+    def _trainable(self, structure: Structure) -> dict[str, tuple[torch.nn.Module | None, bool]]:
+        t, s = self.teacher, self.student
+        return {
+            "teacher.generator": (t.generator if t else None, structure.trains_teacher_generator),
+            "teacher.discriminator": (t.discriminator if t else None, structure.trains_teacher_discriminator),
+            "student.generator": (s.generator if s else None, structure.trains_student_generator),
+            "student.discriminator": (s.discriminator if s else None, structure.trains_student_discriminator),
+        }
+
+    def _start_stage(self, index: int, stage: Stage) -> StageState:
+        structure = stage.structure
+        state = StageState(index, stage)
+        for name, (module, trains) in self._trainable(structure).items():
+            if module is None:
+                continue
+            module.requires_grad_(trains)
+            if trains:
+                state.optimizers[name] = stage.optimizer.build(module.parameters())
+        if self.teacher is not None:
+            self.teacher.train(not structure.teacher_frozen)
+        if self.student is not None:
+            self.student.train(True)
+        self.stage_state = state
+        return state
+
+    def _end_stage(self, state: StageState) -> None:
+        for module, _ in self._trainable(state.structure).values():
+            if module is not None:
+                module.requires_grad_(True)
+        self.stage_state = None
+
+    # --- the loop -------------------------------------------------------------------------
+    def _run_epoch(self, state: StageState, batches: Iterable[Any], epoch: int, global_epoch: int) -> dict:
+        start = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        steps = 0
+        for steps, batch in enumerate(batches, start=1):
+            batch = move_to_device(batch, self.device)
+            logged = self.train_step(state, batch, where=(epoch, steps))
+            for k, v in logged.items():
+                sums[k] = sums[k] + v if k in sums else v
+            for cb in self.callbacks:
+                cb.on_step_end(self, state, steps)
+        if steps == 0:
+            raise ValueError("the batch iterable yielded no batches; check the dataset and batch size")
+        return {
+            "stage": state.index, "structure": state.structure.name, "epoch": epoch,
+            "global_epoch": global_epoch, "steps": steps,
+            "losses": {k: float(v) / steps for k, v in sums.items()},
+            "metrics": {}, "seconds": time.perf_counter() - start,
+        }
+
+    def train_step(self, state: StageState, batch: Any, where: tuple[int, int] = (0, 0)) -> dict[str, torch.Tensor]:
+        """One optimisation step of the stage; returns detached loss values for logging."""
+        s, hooks = state.structure, self.hooks
+        inputs = hooks.generator_inputs(batch)
+        t_out: dict[str, torch.Tensor] = {}
+        s_out: dict[str, torch.Tensor] = {}
+        if s.needs_teacher:
+            assert self.teacher is not None
+            with torch.no_grad() if s.teacher_frozen else nullcontext():
+                t_out = dict(hooks.generator_forward(self.teacher.generator, inputs))
+        if s.needs_student:
+            assert self.student is not None
+            with nullcontext() if s.trains_student_generator else torch.no_grad():
+                s_out = dict(hooks.generator_forward(self.student.generator, inputs))
+
+        logged: dict[str, torch.Tensor] = {}
+        objective: list[torch.Tensor] = []
+        if s.alpha:
+            objective.append(s.alpha * self._log(logged, "L_g^T", hooks.generator_loss(self.teacher, batch, t_out)))
+        if s.mu:
+            objective.append(s.mu * self._log(logged, "L_g^S", hooks.generator_loss(self.student, batch, s_out)))
+        if s.lam:
+            terms, total = self.distillation(t_out, s_out)
+            objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
+        if objective:
+            total_g = torch.stack(objective).sum() if len(objective) > 1 else objective[0]
+            self._check_finite(state, where, logged, total_g)
+            self._step([o for n, o in state.optimizers.items() if n.endswith("generator")], total_g)
+
+        for flag, gan, outputs, tag, key in ((s.beta, self.teacher, t_out, "L_d^T", "teacher.discriminator"),
+                                             (s.nu, self.student, s_out, "L_d^S", "student.discriminator")):
+            if flag:
+                losses = hooks.discriminator_loss(gan, batch, outputs)
+                total_d = flag * self._log(logged, tag, losses)
+                self._check_finite(state, where, logged, total_d)
+                self._step([state.optimizers[key]], total_d)
+                hooks.after_discriminator_step(gan, losses)
+        return logged
+
+    @staticmethod
+    def _log(logged: dict[str, torch.Tensor], tag: str, losses: Losses) -> torch.Tensor:
+        logged[tag] = losses.total.detach()
+        for name, value in losses.terms.items():
+            logged[f"{tag}/{name}"] = value.detach()
+        return losses.total
+
+    @staticmethod
+    def _step(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor) -> None:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+
+    @staticmethod
+    def _check_finite(state: StageState, where: tuple[int, int], logged: dict[str, torch.Tensor],
+                      total: torch.Tensor) -> None:
+        if bool(torch.isfinite(total)):
+            return
+        bad = [k for k, v in logged.items() if not bool(torch.isfinite(v))]
+        raise NonFiniteLossError(
+            f"non-finite loss in stage {state.index} ({state.structure.name}), epoch {where[0]}, "
+            f"step {where[1]}: {', '.join(bad) or 'total'} = "
+            + ", ".join(f"{k}={float(logged[k])}" for k in bad))

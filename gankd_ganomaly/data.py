@@ -1,0 +1,413 @@
+"""One-class novelty-detection data for the P-KDGAN / GANomaly reproduction.
+
+Protocol: one class of a 10-class dataset is "normal". The model trains on the normal-class images of the train
+split only, and is scored on the whole test split, where every image of another class is a novelty (label 1).
+
+Every image is returned as float32 in [-1, 1] (the range of the generators' tanh output), resized to 32x32 so that
+the same DCGAN-style encoder/decoder serves all datasets. Data stays in one in-memory tensor: these datasets are
+small, and batching by indexing a tensor avoids per-item decoding and DataLoader workers.
+
+Sources: ``digits`` (scikit-learn's embedded 8x8 digits, always available) and the files of MNIST, Fashion-MNIST
+and CIFAR-10 in the layouts torchvision downloads to, read by the readers below (not by torchvision, which is only
+imported to download).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fmnist", "cifar10")
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": tuple(str(d) for d in range(10)),
+    "mnist": tuple(str(d) for d in range(10)),
+    "fmnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+
+CHANNELS: dict[str, int] = {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
+
+IMAGE_SIZE = 32
+
+_DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+_DISPLAY_NAMES = {"digits": "digits", "mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+# IDX file stems, in the order (train images, train labels, test images, test labels).
+_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+_CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous; compare fields explicitly.
+class OneClassData:
+    """One normal class of a dataset, ready for training and scoring.
+
+    ``train``: (N, C, 32, 32) float32 in [-1, 1], only normal-class images of the train split.
+    ``test``: (M, C, 32, 32) float32 in [-1, 1], the whole test split.
+    ``test_labels``: (M,) int64, 0 = normal (class == ``normal_class``), 1 = novel.
+    ``source``: which files / which split the images came from, for logs and reports.
+    """
+
+    dataset: str
+    normal_class: int
+    train: torch.Tensor
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
+
+    @property
+    def channels(self) -> int:
+        """Number of image channels (1 for the grey-scale datasets, 3 for CIFAR-10)."""
+        return CHANNELS[self.dataset]
+
+    @property
+    def class_name(self) -> str:
+        """Human-readable name of the normal class, e.g. ``"bag"`` or ``"3"``."""
+        return CLASS_NAMES[self.dataset][self.normal_class]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are in none of the searched folders; the message lists them and how to get the files."""
+
+
+def load_one_class(
+    dataset: str,
+    normal_class: int,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> OneClassData:
+    """Load ``dataset`` with ``normal_class`` as the normal class (see :class:`OneClassData` for shapes).
+
+    ``root`` defaults to ``$GANKD_DATA_ROOT``, else ``~/.cache/gankd/data``; ``digits`` needs no files.
+    With ``download=True``, files that are not found are downloaded into ``root`` with torchvision first.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}; got {dataset!r}")
+    num_classes = len(CLASS_NAMES[dataset])
+    if isinstance(normal_class, bool) or not isinstance(normal_class, (int, np.integer)) or not (
+        0 <= normal_class < num_classes
+    ):
+        raise ValueError(
+            f"normal_class must be an integer in [0, {num_classes - 1}] for dataset {dataset!r}; got {normal_class!r}"
+        )
+    normal_class = int(normal_class)
+
+    if dataset == "digits":
+        train_x, test_x, test_y, source = _load_digits(normal_class)
+    else:
+        root_path = _resolve_root(root)
+        if dataset == "cifar10":
+            train_x, test_x, test_y, source = _load_cifar10(root_path, normal_class, download)
+        else:
+            train_x, test_x, test_y, source = _load_idx_dataset(dataset, root_path, normal_class, download)
+
+    if len(train_x) == 0:
+        raise ValueError(
+            f"normal_class={normal_class} ({CLASS_NAMES[dataset][normal_class]!r}) has no training samples in "
+            f"{source}; expected at least one image of that class in the train split"
+        )
+    return OneClassData(
+        dataset=dataset,
+        normal_class=normal_class,
+        train=train_x,
+        test=test_x,
+        test_labels=torch.from_numpy((test_y != normal_class).astype(np.int64)),
+        source=source,
+    )
+
+
+def iterate_batches(
+    images: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Batches (<=batch_size, ...) of ``images`` (N, ...) that cover every sample once.
+
+    With ``shuffle`` the order is a fresh permutation drawn from ``generator``; without it batches are views in order.
+    ``drop_last`` drops a final batch smaller than ``batch_size``.
+    """
+    _check_batch_size(batch_size)  # here, not in the generator, so a bad value fails at the call
+    return _batches(images, batch_size, shuffle, generator, drop_last)
+
+
+def _batches(
+    images: torch.Tensor, batch_size: int, shuffle: bool, generator: torch.Generator | None, drop_last: bool
+) -> Iterator[torch.Tensor]:
+    n = images.shape[0]
+    stop = n - n % batch_size if drop_last else n
+    if shuffle:
+        order = torch.randperm(n, generator=generator).to(images.device)
+        for start in range(0, stop, batch_size):
+            yield images.index_select(0, order[start : start + batch_size])
+    else:
+        for start in range(0, stop, batch_size):
+            yield images[start : start + batch_size]
+
+
+class ShuffledBatches:
+    """Re-iterable batches of an in-memory tensor: each ``iter()`` is one epoch.
+
+    Owns a ``torch.Generator`` seeded once with ``seed``, so every epoch gets a new permutation while the whole
+    sequence of epochs is reproducible.
+    """
+
+    def __init__(
+        self, images: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False
+    ) -> None:
+        _check_batch_size(batch_size)
+        self.images = images
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iterate_batches(
+            self.images, self.batch_size, shuffle=self.shuffle, generator=self.generator, drop_last=self.drop_last
+        )
+
+    def __len__(self) -> int:
+        n = self.images.shape[0]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+
+
+def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    if root is None:
+        root = os.environ.get("GANKD_DATA_ROOT") or Path.home() / ".cache" / "gankd" / "data"
+    return Path(root).expanduser()
+
+
+def _to_model_range(images: np.ndarray, max_value: float) -> torch.Tensor:
+    """(N, C, H, W) values in [0, max_value] -> float32 (N, C, 32, 32) in [-1, 1] (bilinear resize if needed)."""
+    x = torch.from_numpy(np.array(images, dtype=np.float32))  # copy: the inputs are often read-only buffers
+    x.div_(max_value).mul_(2.0).sub_(1.0)
+    if tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
+        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    # Bilinear weights are convex, so this only removes float rounding past the ends.
+    return x.clamp_(-1.0, 1.0).contiguous()
+
+
+# What each loader returns: normal-class train images, test images, test class labels (M,), source description.
+Loaded = tuple[torch.Tensor, torch.Tensor, np.ndarray, str]
+
+
+def _load_digits(normal_class: int) -> Loaded:
+    # Imported here: scikit-learn takes about a second to import and only this dataset needs it.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = bunch.images[:, None, :, :]  # (1797, 1, 8, 8), values 0..16
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, bunch.target, test_size=0.3, stratify=bunch.target, random_state=0
+    )
+    source = "scikit-learn digits, stratified 70/30 split (random_state=0)"
+    return _to_model_range(train_x[train_y == normal_class], 16.0), _to_model_range(test_x, 16.0), test_y, source
+
+
+# --- MNIST / Fashion-MNIST: IDX files ---------------------------------------------------------------------------
+
+
+def _idx_search_dirs(dataset: str, root: Path) -> list[Path]:
+    if dataset == "mnist":
+        return [root / "MNIST" / "raw", root / "mnist", root]
+    return [root / "FashionMNIST" / "raw", root / "fashion-mnist", root, _DEBIAN_FASHION_MNIST]
+
+
+def _find_idx_files(directory: Path) -> list[Path] | None:
+    """The four IDX files in ``directory`` (uncompressed preferred over .gz), or None if any is missing."""
+    found = []
+    for stem in _IDX_STEMS:
+        plain, packed = directory / stem, directory / f"{stem}.gz"
+        if plain.is_file():
+            found.append(plain)
+        elif packed.is_file():
+            found.append(packed)
+        else:
+            return None
+    return found
+
+
+def _load_idx_dataset(dataset: str, root: Path, normal_class: int, download: bool) -> Loaded:
+    search = _idx_search_dirs(dataset, root)
+    files = next((f for f in map(_find_idx_files, search) if f is not None), None)
+    if files is None and download:
+        _download(dataset, root)
+        files = next((f for f in map(_find_idx_files, search) if f is not None), None)
+    if files is None:
+        wanted = ", ".join(f"{stem}[.gz]" for stem in _IDX_STEMS)
+        hint = "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or " if dataset == "fmnist" else ""
+        raise DatasetNotFoundError(
+            _not_found_message(dataset, search, wanted, f"{hint}pass download=True (the --download flag) to fetch "
+                               f"them with torchvision into {root}")
+        )
+
+    train_images_path, train_labels_path, test_images_path, test_labels_path = files
+    train_labels = _read_idx(train_labels_path, _IDX_LABELS_MAGIC)
+    test_labels = _read_idx(test_labels_path, _IDX_LABELS_MAGIC)
+    train_images = _read_idx(train_images_path, _IDX_IMAGES_MAGIC)
+    test_images = _read_idx(test_images_path, _IDX_IMAGES_MAGIC)
+    for images, labels, images_path, labels_path in (
+        (train_images, train_labels, train_images_path, train_labels_path),
+        (test_images, test_labels, test_images_path, test_labels_path),
+    ):
+        _check_labels(labels, len(images), labels_path, images_path, len(CLASS_NAMES[dataset]))
+
+    compression = "gzip" if any(f.suffix == ".gz" for f in files) else "uncompressed"
+    source = f"{_DISPLAY_NAMES[dataset]} {compression} IDX at {train_images_path.parent}"
+    train_x = _to_model_range(train_images[train_labels == normal_class][:, None], 255.0)
+    test_x = _to_model_range(test_images[:, None], 255.0)
+    return train_x, test_x, test_labels, source
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes (gzip or plain) into a uint8 array of the declared shape."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: not a valid gzip file, it is truncated or corrupted ({exc})") from exc
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: {len(data)} bytes is shorter than the {header}-byte IDX header; file is truncated")
+    found_magic = int.from_bytes(data[:4], "big")
+    if found_magic != magic:
+        raise ValueError(
+            f"{path}: bad IDX magic number 0x{found_magic:08x}, expected 0x{magic:08x} "
+            f"({'images' if ndim == 3 else 'labels'} file); the file is corrupted or not this kind of IDX file"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + math.prod(shape)
+    if len(data) != expected:
+        raise ValueError(
+            f"{path}: {len(data)} bytes, but the header declares shape {shape}, i.e. {expected} bytes; "
+            "the file is truncated or corrupted"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _check_labels(labels: np.ndarray, num_images: int, labels_path: Path, images_path: Path, num_classes: int) -> None:
+    if len(labels) != num_images:
+        raise ValueError(f"{labels_path} holds {len(labels)} labels but {images_path} holds {num_images} images")
+    if len(labels) and int(labels.max()) >= num_classes:
+        raise ValueError(f"{labels_path}: label {int(labels.max())} outside [0, {num_classes - 1}]; file is corrupted")
+
+
+# --- CIFAR-10: official python batches --------------------------------------------------------------------------
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can only rebuild numpy arrays and dtypes (plus plain containers, which need no globals).
+
+    The CIFAR-10 batches are pickles; a plain ``pickle.load`` of a malicious file runs arbitrary code. Every global
+    a pickle may name is checked here against the few that numpy arrays need; anything else is refused.
+    """
+
+    # numpy.core was renamed numpy._core in numpy 2; old pickles name the old module, new ones the new.
+    _ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+            *((f"numpy.{core}.multiarray", name) for core in ("core", "_core") for name in ("_reconstruct", "scalar")),
+            *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),  # protocol 5 arrays
+        }
+    )
+    _CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(
+                f"refused global '{module}.{name}': only numpy arrays may be unpickled from dataset files"
+            )
+        if module.startswith(("numpy.core.", "numpy._core.")):
+            module = f"{self._CORE}.{module.split('.', 2)[2]}"  # avoid numpy's deprecation shim
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch -> images (n, 3, 32, 32) uint8 (R, G, B planes) and labels (n,) int64."""
+    with path.open("rb") as f:
+        # latin1: the official files were pickled by Python 2 (same choice as torchvision).
+        batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(batch).__name__}")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072); got {type(data).__name__} "
+                         f"{getattr(data, 'dtype', '')} {getattr(data, 'shape', '')}")
+    labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.empty(0, np.int64)
+    if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+        raise ValueError(f"{path}: 'labels' must be {len(data)} integers in [0, 9]; got shape {labels.shape}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar10(root: Path, normal_class: int, download: bool) -> Loaded:
+    directory = root / "cifar-10-batches-py"
+    names = (*_CIFAR_TRAIN_BATCHES, "test_batch")
+    if download and not all((directory / n).is_file() for n in names):
+        _download("cifar10", root)
+    if not all((directory / n).is_file() for n in names):
+        raise DatasetNotFoundError(
+            _not_found_message("cifar10", [directory], ", ".join(names),
+                               f"pass download=True (the --download flag) to fetch them with torchvision, or "
+                               f"download the 'CIFAR-10 python version' from {_CIFAR_URL} and extract "
+                               f"cifar-10-python.tar.gz into {root}")
+        )
+    train_parts = []
+    for name in _CIFAR_TRAIN_BATCHES:  # keep only the normal class of each batch to bound memory
+        images, labels = _read_cifar_batch(directory / name)
+        train_parts.append(images[labels == normal_class])
+    test_images, test_labels = _read_cifar_batch(directory / "test_batch")
+    source = f"CIFAR-10 python batches at {directory}"
+    return _to_model_range(np.concatenate(train_parts), 255.0), _to_model_range(test_images, 255.0), test_labels, source
+
+
+# --- helpers shared by the file-based datasets -------------------------------------------------------------------
+
+
+def _not_found_message(dataset: str, searched: list[Path], wanted: str, how: str) -> str:
+    paths = "\n".join(f"  - {p}" for p in searched)
+    return (
+        f"{_DISPLAY_NAMES[dataset]} files ({wanted}) not found. Searched, in order:\n{paths}\n"
+        f"To get them: {how}. The root folder is the `root` argument, else $GANKD_DATA_ROOT, "
+        f"else ~/.cache/gankd/data."
+    )
+
+
+def _download(dataset: str, root: Path) -> None:
+    """Download ``dataset`` with torchvision into ``root``, in the layout the readers above search."""
+    try:
+        import torchvision.datasets as tv_datasets
+    except Exception as exc:  # a torchvision built for another torch raises RuntimeError, not ImportError
+        raise RuntimeError(
+            f"download=True needs a working torchvision to fetch {_DISPLAY_NAMES[dataset]}, but importing it failed "
+            f"({type(exc).__name__}: {exc}). Install a torchvision matching torch {torch.__version__}, or put the "
+            f"files under {root} yourself."
+        ) from exc
+    cls = {"mnist": tv_datasets.MNIST, "fmnist": tv_datasets.FashionMNIST, "cifar10": tv_datasets.CIFAR10}[dataset]
+    root.mkdir(parents=True, exist_ok=True)
+    cls(str(root), train=True, download=True)  # one call fetches both splits

@@ -1,0 +1,91 @@
+"""GANomaly as a :class:`gankd.GANHooks` family: losses of Eq. 2-5, K_l of Eq. 6, latent score."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses
+
+from .networks import LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator
+
+
+@dataclass(frozen=True)
+class GanomalyLossWeights:
+    """w_con, w_enc, w_adv of Eq. 5 (paper: 10, 1, 1) and w1, wx, w2 of Eq. 6 (paper: 1, 1, 1)."""
+
+    w_con: float = 10.0
+    w_enc: float = 1.0
+    w_adv: float = 1.0
+    w1: float = 1.0
+    wx: float = 1.0
+    w2: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 0:
+                raise ValueError(f"GanomalyLossWeights.{name} must be >= 0, got {value}")
+
+
+class GanomalyHooks(GANHooks):
+    """Batches are image tensors (N, C, 32, 32) in [-1, 1]; widths are (c1, c2, c3).
+
+    ``reinit_threshold``: like GANomaly, a discriminator whose loss falls below it is
+    re-initialised (its optimizer state is kept), so it cannot win outright.
+    """
+
+    def __init__(self, in_channels: int = 3, weights: GanomalyLossWeights = GanomalyLossWeights(),
+                 latent_dim: int = LATENT_DIM, reinit_threshold: float = 1e-5) -> None:
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+        self.in_channels, self.weights = in_channels, weights
+        self.latent_dim, self.reinit_threshold = latent_dim, reinit_threshold
+        self.discriminator_resets = 0
+
+    def build_generator(self, width: Sequence[int]) -> GanomalyGenerator:
+        return GanomalyGenerator(self.in_channels, width, self.latent_dim)
+
+    def build_discriminator(self, width: Sequence[int]) -> GanomalyDiscriminator:
+        return GanomalyDiscriminator(self.in_channels, width)
+
+    def distillation_loss(self) -> DistillationLoss:
+        w = self.weights
+        return DistillationLoss([DistillTerm("z1", "l2", w.w1), DistillTerm("x_hat", "l1", w.wx),
+                                 DistillTerm("z2", "l2", w.w2)])
+
+    def generator_forward(self, generator, inputs: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        z1, x_hat, z2 = generator(inputs)
+        return {"z1": z1, "x_hat": x_hat, "z2": z2}
+
+    def generator_loss(self, gan: GAN, batch: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Losses:
+        """Eq. 5: w_con*|x - x_hat|_1 + w_enc*MSE(z1, z2) + w_adv*MSE(f(x), f(x_hat))."""
+        real_logit, real_features = gan.discriminator(batch)
+        outputs["d_real_logit"] = real_logit  # reused by discriminator_loss: D(x) runs once per step
+        _, fake_features = gan.discriminator(outputs["x_hat"])
+        con = F.l1_loss(outputs["x_hat"], batch)
+        enc = F.mse_loss(outputs["z2"], outputs["z1"])
+        adv = F.mse_loss(fake_features, real_features.detach())
+        w = self.weights
+        return Losses(w.w_con * con + w.w_enc * enc + w.w_adv * adv, {"con": con, "enc": enc, "adv": adv})
+
+    def discriminator_loss(self, gan: GAN, batch: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Losses:
+        """S_ce: 0.5 * (BCE(D(x), 1) + BCE(D(x_hat.detach()), 0)), as GANomaly."""
+        real_logit = outputs.get("d_real_logit")
+        if real_logit is None or not real_logit.requires_grad:
+            real_logit, _ = gan.discriminator(batch)
+        fake_logit, _ = gan.discriminator(outputs["x_hat"].detach())
+        real = F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+        fake = F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit))
+        return Losses(0.5 * (real + fake), {"real": real, "fake": fake})
+
+    def after_discriminator_step(self, gan: GAN, losses: Losses) -> None:
+        if self.reinit_threshold > 0 and float(losses.total.detach()) < self.reinit_threshold:
+            gan.discriminator.reset_parameters()
+            self.discriminator_resets += 1
+
+    def score(self, gan: GAN, batch: torch.Tensor) -> torch.Tensor:
+        """Anomaly score per sample: mean over the latent of (z1 - z2)^2 (GANomaly's S_enc), shape (N,)."""
+        z1, _, z2 = gan.generator(batch)
+        return (z1 - z2).pow(2).flatten(1).mean(dim=1)
