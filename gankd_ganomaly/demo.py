@@ -17,7 +17,7 @@ import gankd
 from .data import load_one_class
 from .experiment import RunConfig, run
 
-DEMO_DEFAULTS = {"normal_class": 0, "teacher_epochs": 15, "student_epochs": 15, "batch_size": 16, "lr": 0.0002}
+DEMO_DEFAULTS = {"normal_class": 3, "teacher_epochs": 15, "student_epochs": 15, "batch_size": 16, "lr": 0.0002}
 
 
 def run_demo(normal_class: int | None = None, teacher_epochs: int | None = None, student_epochs: int | None = None,

@@ -4,7 +4,7 @@ import torch
 from gankd_ganomaly.data import load_one_class
 from gankd_ganomaly.hooks import GanomalyHooks
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # robust on a shared 2-core machine (see docs/performance notes)
 
 TINY_TEACHER = (4, 8, 16)
 TINY_STUDENT = (1, 2, 4)
