@@ -5,6 +5,7 @@ picks a :class:`Structure` (the paper's loss-set flags) or a :class:`Schedule` o
 and :class:`DistillationEngine` trains.
 """
 from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, ProgressLogger
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .distill import DISTILL_LOSSES, DistillationLoss, DistillTerm, register_distill_loss
 from .engine import DistillationEngine, NonFiniteLossError, StageState
 from .hooks import GAN, GANHooks, Losses
@@ -16,6 +17,7 @@ from .utils import atomic_write_bytes, atomic_write_text, seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
     "Callback", "CheckpointCallback", "EvaluationCallback", "JSONHistory", "ProgressLogger",
     "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_distill_loss",
     "DistillationEngine", "NonFiniteLossError", "StageState",

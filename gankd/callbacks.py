@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import torch
 
-from .utils import atomic_write_bytes, atomic_write_text
+from .checkpoint import save_checkpoint
+from .utils import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import DistillationEngine, StageState
@@ -66,23 +67,19 @@ class JSONHistory(Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, engine, state, record) -> None:
-        atomic_write_text(self.path, json.dumps(engine.history + [record], indent=1) + "\n")
+        atomic_write_text(self.path, json.dumps(engine.history, indent=1) + "\n")
 
 
 class CheckpointCallback(Callback):
-    """Saves teacher/student weights (``state_dict`` only) after every ``every`` epochs, atomically."""
+    """Writes the engine's full state (see ``DistillationEngine.state_dict``) atomically to ``path``
+    every ``every`` epochs and at each stage's end; put it after evaluation callbacks so the
+    checkpoint holds the epoch's metrics."""
 
     def __init__(self, path: str | Path, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f"CheckpointCallback: every must be >= 1, got {every}")
         self.path, self.every = Path(path), every
 
     def on_epoch_end(self, engine, state, record) -> None:
-        if record["epoch"] % self.every and record["epoch"] != state.stage.epochs:
-            return
-        import io
-
-        payload = {"stage": state.index, "epoch": record["epoch"],
-                   "teacher": engine.teacher.state_dict() if engine.teacher is not None else None,
-                   "student": engine.student.state_dict() if engine.student is not None else None}
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(self.path, buffer.getvalue())
+        if record["epoch"] % self.every == 0 or record["epoch"] == state.stage.epochs:
+            save_checkpoint(self.path, engine.state_dict())

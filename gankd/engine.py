@@ -1,6 +1,7 @@
 """One training loop that executes any :class:`~gankd.schedule.Schedule` for any GAN family."""
 from __future__ import annotations
 
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from .callbacks import Callback
+from .checkpoint import CheckpointError, load_weights
 from .distill import DistillationLoss
 from .hooks import GAN, GANHooks, Losses
 from .schedule import Schedule, Stage
@@ -55,7 +57,7 @@ class DistillationEngine:
 
     def __init__(self, hooks: GANHooks, teacher: GAN | None = None, student: GAN | None = None, *,
                  distillation: DistillationLoss | None = None, device: str | torch.device = "cpu",
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), metadata: dict | None = None) -> None:
         if teacher is None and student is None:
             raise ValueError("DistillationEngine needs a teacher, a student, or both; got neither")
         self.hooks = hooks
@@ -64,35 +66,101 @@ class DistillationEngine:
         self.student = student.to(self.device) if student is not None else None
         self.distillation = distillation or hooks.distillation_loss()
         self.callbacks = list(callbacks)
+        self.metadata = dict(metadata or {})  # e.g. the run's resolved config; stored in checkpoints
         self.history: list[dict] = []
         self.stage_state: StageState | None = None
+        self._schedule: Schedule | None = None
+        self._batches: Any = None
 
     # --- public -----------------------------------------------------------------------
-    def fit(self, schedule: Schedule, batches: Iterable[Any]) -> list[dict]:
+    def fit(self, schedule: Schedule, batches: Iterable[Any], resume: dict | None = None) -> list[dict]:
         """Run every stage in order; returns one record per epoch (also in ``self.history``).
 
-        ``batches`` is re-iterated once per epoch (a list, or a re-iterable loader).
+        ``batches`` is re-iterated once per epoch (a list, or a re-iterable loader; one with
+        ``state_dict``/``load_state_dict`` has its shuffling state checkpointed). ``resume`` is a
+        checkpoint from :meth:`state_dict` (see :func:`gankd.load_checkpoint`): training continues
+        after its last completed epoch, with weights, optimizer, RNG and batch-order states restored,
+        so the result equals an uninterrupted run.
         """
         self._check(schedule)
+        self._schedule, self._batches = schedule, batches
+        start_stage, done_epochs, global_epoch = 0, 0, 0
+        if resume is not None:
+            start_stage, done_epochs, global_epoch = self._restore(resume, schedule, batches)
         for cb in self.callbacks:
             cb.on_fit_start(self, schedule)
-        global_epoch = 0
-        for index, stage in enumerate(schedule.stages):
+        for index in range(start_stage, len(schedule.stages)):
+            stage = schedule.stages[index]
             state = self._start_stage(index, stage)
+            if resume is not None and index == start_stage and done_epochs:
+                for name, opt in state.optimizers.items():
+                    opt.load_state_dict(resume["optimizers"][name])
             for cb in self.callbacks:
                 cb.on_stage_start(self, state)
-            for epoch in range(1, stage.epochs + 1):
+            for epoch in range(done_epochs + 1, stage.epochs + 1):
                 global_epoch += 1
                 record = self._run_epoch(state, batches, epoch, global_epoch)
+                self.history.append(record)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, state, record)
-                self.history.append(record)
+            done_epochs = 0
             self._end_stage(state)
             for cb in self.callbacks:
                 cb.on_stage_end(self, state)
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to resume after the last completed epoch (call at an epoch end).
+
+        Plain tensors and containers only, so it loads with ``torch.load(weights_only=True)``.
+        """
+        from . import __version__
+
+        if self.stage_state is None or not self.history or self._schedule is None:
+            raise RuntimeError("state_dict() is available at the end of an epoch, inside fit()")
+        last = self.history[-1]
+        state = {
+            "format": 1, "version": __version__, "metadata": self.metadata,
+            "schedule": self._schedule.to_dict(), "stage": last["stage"], "epoch": last["epoch"],
+            "global_epoch": last["global_epoch"],
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "student": self.student.state_dict() if self.student is not None else None,
+            "optimizers": {n: o.state_dict() for n, o in self.stage_state.optimizers.items()},
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "batches": self._batches.state_dict() if hasattr(self._batches, "state_dict") else None,
+            "hooks": self.hooks.state_dict(),
+            "history": self.history,
+        }
+        return state
+
+    def _restore(self, ckpt: dict, schedule: Schedule, batches: Any) -> tuple[int, int, int]:
+        if ckpt.get("format") != 1:
+            raise CheckpointError(f"unsupported checkpoint format {ckpt.get('format')!r}; expected 1")
+        if ckpt["schedule"] != schedule.to_dict():
+            raise CheckpointError(f"the checkpoint was written by schedule {ckpt['schedule'].get('name')!r} "
+                                  f"{ckpt['schedule']}, not by this run's {schedule.to_dict()}")
+        for who, gan in (("teacher", self.teacher), ("student", self.student)):
+            if (ckpt[who] is None) != (gan is None):
+                raise CheckpointError(f"the checkpoint {'has no' if ckpt[who] is None else 'has a'} {who}, "
+                                      f"but this engine {'has' if gan is not None else 'has no'} {who}")
+            if gan is not None:
+                load_weights(gan, ckpt[who], what=who)
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        random.setstate(ckpt["rng"]["python"])
+        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        if ckpt["batches"] is not None and hasattr(batches, "load_state_dict"):
+            batches.load_state_dict(ckpt["batches"])
+        self.hooks.load_state_dict(ckpt["hooks"])
+        self.history = list(ckpt["history"])
+        stage, epoch = ckpt["stage"], ckpt["epoch"]
+        if epoch == schedule.stages[stage].epochs:  # the stage had finished: start the next one fresh
+            stage, epoch = stage + 1, 0
+        return stage, epoch, ckpt["global_epoch"]
 
     # --- stage set-up -------------------------------------------------------------------
     def _check(self, schedule: Schedule) -> None:

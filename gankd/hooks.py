@@ -74,6 +74,13 @@ class GANHooks(ABC):
     def after_discriminator_step(self, gan: GAN, losses: Losses) -> None:
         """Called after each discriminator update (e.g. re-initialise a collapsed D)."""
 
+    def state_dict(self) -> dict:
+        """Counters or other state the hooks keep across steps, saved in checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
     def score(self, gan: GAN, batch: Any) -> torch.Tensor:
         """Per-sample anomaly score, shape (N,); higher = more novel. Detectors override this."""
         raise NotImplementedError(f"{type(self).__name__} does not define score()")

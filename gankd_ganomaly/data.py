@@ -181,6 +181,13 @@ class ShuffledBatches:
             self.images, self.batch_size, shuffle=self.shuffle, generator=self.generator, drop_last=self.drop_last
         )
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The shuffling RNG state, so a resumed run draws the same batches as an uninterrupted one."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def __len__(self) -> int:
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)

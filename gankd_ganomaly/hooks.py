@@ -85,6 +85,12 @@ class GanomalyHooks(GANHooks):
             gan.discriminator.reset_parameters()
             self.discriminator_resets += 1
 
+    def state_dict(self) -> dict:
+        return {"discriminator_resets": self.discriminator_resets}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.discriminator_resets = int(state.get("discriminator_resets", 0))
+
     def score(self, gan: GAN, batch: torch.Tensor) -> torch.Tensor:
         """Anomaly score per sample: mean over the latent of (z1 - z2)^2 (GANomaly's S_enc), shape (N,)."""
         z1, _, z2 = gan.generator(batch)
