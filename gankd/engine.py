@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .callbacks import Callback
 from .checkpoint import CheckpointError, load_weights
@@ -28,6 +30,11 @@ class StageState:
     index: int
     stage: Stage
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    # What the loss hooks receive for the generator step and the discriminator step. Single-process:
+    # the GANs themselves. Under DDP: views whose trained networks are DDP-wrapped (the G step sees
+    # the raw discriminator, so DDP never waits for D gradients the generator loss does not produce).
+    g_views: dict[str, GAN] = field(default_factory=dict)
+    d_views: dict[str, GAN] = field(default_factory=dict)
 
     @property
     def structure(self) -> Structure:
@@ -53,6 +60,12 @@ class DistillationEngine:
          (K sees detached teacher outputs, so it never moves the teacher);
       3. each discriminator that trains takes its own step on ``beta*L_d^T`` / ``nu*L_d^S``.
     Networks a stage does not train get ``requires_grad=False`` (no gradient, no optimizer).
+
+    Distributed: when ``torch.distributed`` is initialised with several processes (e.g. under
+    ``torchrun``), the networks a stage trains are wrapped in ``DistributedDataParallel``
+    (gradients averaged across processes; parameters broadcast from rank 0 at each stage start)
+    and each process must iterate over its own shard of every global batch. On CUDA, batch norm
+    becomes ``SyncBatchNorm``; on CPU (gloo) each process normalises with its shard's statistics.
     """
 
     def __init__(self, hooks: GANHooks, teacher: GAN | None = None, student: GAN | None = None, *,
@@ -71,6 +84,17 @@ class DistillationEngine:
         self.stage_state: StageState | None = None
         self._schedule: Schedule | None = None
         self._batches: Any = None
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.rank = dist.get_rank() if self.distributed else 0
+        if self.distributed and self.device.type == "cuda":
+            for gan in (self.teacher, self.student):
+                if gan is not None:
+                    torch.nn.SyncBatchNorm.convert_sync_batchnorm(gan)
+
+    @property
+    def is_main_process(self) -> bool:
+        """Rank 0 (or the only process): the one that writes checkpoints and logs."""
+        return self.rank == 0
 
     # --- public -----------------------------------------------------------------------
     def fit(self, schedule: Schedule, batches: Iterable[Any], resume: dict | None = None) -> list[dict]:
@@ -185,16 +209,30 @@ class DistillationEngine:
     def _start_stage(self, index: int, stage: Stage) -> StageState:
         structure = stage.structure
         state = StageState(index, stage)
+        wrapped: dict[str, torch.nn.Module] = {}
         for name, (module, trains) in self._trainable(structure).items():
             if module is None:
                 continue
             module.requires_grad_(trains)
             if trains:
                 state.optimizers[name] = stage.optimizer.build(module.parameters())
+                if self.distributed:
+                    ids = [self.device.index] if self.device.type == "cuda" else None
+                    wrapped[name] = DistributedDataParallel(module, device_ids=ids)
         if self.teacher is not None:
             self.teacher.train(not structure.teacher_frozen)
         if self.student is not None:
             self.student.train(True)
+        for who, gan in (("teacher", self.teacher), ("student", self.student)):
+            if gan is None:
+                continue
+            if not self.distributed:
+                state.g_views[who] = state.d_views[who] = gan
+                continue
+            g = wrapped.get(f"{who}.generator", gan.generator)
+            d = wrapped.get(f"{who}.discriminator", gan.discriminator)
+            state.g_views[who] = _View(g, gan.discriminator)
+            state.d_views[who] = _View(g, d)
         self.stage_state = state
         return state
 
@@ -232,20 +270,20 @@ class DistillationEngine:
         t_out: dict[str, torch.Tensor] = {}
         s_out: dict[str, torch.Tensor] = {}
         if s.needs_teacher:
-            assert self.teacher is not None
             with torch.no_grad() if s.teacher_frozen else nullcontext():
-                t_out = dict(hooks.generator_forward(self.teacher.generator, inputs))
+                t_out = dict(hooks.generator_forward(state.g_views["teacher"].generator, inputs))
         if s.needs_student:
-            assert self.student is not None
             with nullcontext() if s.trains_student_generator else torch.no_grad():
-                s_out = dict(hooks.generator_forward(self.student.generator, inputs))
+                s_out = dict(hooks.generator_forward(state.g_views["student"].generator, inputs))
 
         logged: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
         if s.alpha:
-            objective.append(s.alpha * self._log(logged, "L_g^T", hooks.generator_loss(self.teacher, batch, t_out)))
+            losses = hooks.generator_loss(state.g_views["teacher"], batch, t_out)
+            objective.append(s.alpha * self._log(logged, "L_g^T", losses))
         if s.mu:
-            objective.append(s.mu * self._log(logged, "L_g^S", hooks.generator_loss(self.student, batch, s_out)))
+            losses = hooks.generator_loss(state.g_views["student"], batch, s_out)
+            objective.append(s.mu * self._log(logged, "L_g^S", losses))
         if s.lam:
             terms, total = self.distillation(t_out, s_out)
             objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
@@ -254,15 +292,27 @@ class DistillationEngine:
             self._check_finite(state, where, logged, total_g)
             self._step([o for n, o in state.optimizers.items() if n.endswith("generator")], total_g)
 
-        for flag, gan, outputs, tag, key in ((s.beta, self.teacher, t_out, "L_d^T", "teacher.discriminator"),
-                                             (s.nu, self.student, s_out, "L_d^S", "student.discriminator")):
+        for flag, who, outputs, tag in ((s.beta, "teacher", t_out, "L_d^T"), (s.nu, "student", s_out, "L_d^S")):
             if flag:
-                losses = hooks.discriminator_loss(gan, batch, outputs)
+                losses = hooks.discriminator_loss(state.d_views[who], batch, outputs)
                 total_d = flag * self._log(logged, tag, losses)
                 self._check_finite(state, where, logged, total_d)
-                self._step([state.optimizers[key]], total_d)
-                hooks.after_discriminator_step(gan, losses)
+                self._step([state.optimizers[f"{who}.discriminator"]], total_d)
+                self._after_discriminator_step(who, losses)
         return logged
+
+    def _after_discriminator_step(self, who: str, losses: Losses) -> None:
+        """Runs the hook; under DDP all processes decide on the mean loss and, if the hook changed
+        the discriminator (returned True), take rank 0's new weights so they stay identical."""
+        gan = self.teacher if who == "teacher" else self.student
+        if self.distributed:
+            total = losses.total.detach().clone()
+            dist.all_reduce(total)
+            losses = Losses(total / dist.get_world_size(), losses.terms)
+        changed = self.hooks.after_discriminator_step(gan, losses)
+        if changed and self.distributed:
+            for tensor in gan.discriminator.state_dict().values():
+                dist.broadcast(tensor, src=0)
 
     @staticmethod
     def _log(logged: dict[str, torch.Tensor], tag: str, losses: Losses) -> torch.Tensor:
@@ -289,3 +339,12 @@ class DistillationEngine:
             f"non-finite loss in stage {state.index} ({state.structure.name}), epoch {where[0]}, "
             f"step {where[1]}: {', '.join(bad) or 'total'} = "
             + ", ".join(f"{k}={float(logged[k])}" for k in bad))
+
+
+class _View(GAN):
+    """A GAN whose generator/discriminator may be DDP wrappers of the real networks (no copies)."""
+
+    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module) -> None:
+        torch.nn.Module.__init__(self)
+        object.__setattr__(self, "generator", generator)       # not registered: the view owns nothing
+        object.__setattr__(self, "discriminator", discriminator)

@@ -71,8 +71,12 @@ class GANHooks(ABC):
     def discriminator_loss(self, gan: GAN, batch: Any, outputs: dict[str, torch.Tensor]) -> Losses:
         """The family's own discriminator loss L_d; fakes must be detached from the generator."""
 
-    def after_discriminator_step(self, gan: GAN, losses: Losses) -> None:
-        """Called after each discriminator update (e.g. re-initialise a collapsed D)."""
+    def after_discriminator_step(self, gan: GAN, losses: Losses) -> bool | None:
+        """Called after each discriminator update (e.g. re-initialise a collapsed D).
+
+        Return True when the discriminator's weights were changed here, so that under
+        DDP every process takes rank 0's new weights."""
+        return None
 
     def state_dict(self) -> dict:
         """Counters or other state the hooks keep across steps, saved in checkpoints."""

@@ -167,19 +167,28 @@ class ShuffledBatches:
     """
 
     def __init__(
-        self, images: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False
+        self, images: torch.Tensor, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
+        rank: int = 0, world_size: int = 1,
     ) -> None:
         _check_batch_size(batch_size)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.images = images
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        return iterate_batches(
+        """With ``world_size > 1`` every process draws the same global batches (same seed) and yields
+        its own contiguous shard of each: ``batch.tensor_split(world_size)[rank]``."""
+        batches = iterate_batches(
             self.images, self.batch_size, shuffle=self.shuffle, generator=self.generator, drop_last=self.drop_last
         )
+        if self.world_size == 1:
+            return batches
+        return (b.tensor_split(self.world_size)[self.rank] for b in batches)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The shuffling RNG state, so a resumed run draws the same batches as an uninterrupted one."""

@@ -80,10 +80,12 @@ class GanomalyHooks(GANHooks):
         fake = F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit))
         return Losses(0.5 * (real + fake), {"real": real, "fake": fake})
 
-    def after_discriminator_step(self, gan: GAN, losses: Losses) -> None:
+    def after_discriminator_step(self, gan: GAN, losses: Losses) -> bool:
         if self.reinit_threshold > 0 and float(losses.total.detach()) < self.reinit_threshold:
             gan.discriminator.reset_parameters()
             self.discriminator_resets += 1
+            return True
+        return False
 
     def state_dict(self) -> dict:
         return {"discriminator_resets": self.discriminator_resets}
