@@ -26,7 +26,6 @@ import json
 import shlex
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from dcgan_family import (LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS, DCGANHooks
                           DeployedGenerator, generate)
 from gankd import DistillationEngine, OptimizerConfig, ProgressLogger, atomic_write_text, get_schedule, seed_everything  # noqa: E402
 from gankd_ganomaly.data import ShuffledBatches  # noqa: E402
+from gankd_ganomaly.flops import count_module  # noqa: E402
 
 ROWS = ("teacher", "student alone", "P-KDGAN-II-23")
 
@@ -76,7 +76,7 @@ def load_images(dataset: str, train_size: int | None = None, seed: int = 0):
         tr_x, te_x = _to_model_range(tr_x[:, None], 255.0), _to_model_range(te_x[:, None], 255.0)
     else:
         raise ValueError(f"dataset must be 'digits' or 'fmnist', got {dataset!r}")
-    tr_y, te_y = torch.as_tensor(np.asarray(tr_y), dtype=torch.long), torch.as_tensor(np.asarray(te_y), dtype=torch.long)
+    tr_y, te_y = (torch.from_numpy(np.array(y, dtype=np.int64)) for y in (tr_y, te_y))  # copies: IDX arrays are read-only
     if train_size is not None and train_size < len(tr_x):
         keep = torch.randperm(len(tr_x), generator=torch.Generator().manual_seed(seed))[:train_size]
         tr_x, tr_y = tr_x[keep], tr_y[keep]
@@ -150,15 +150,7 @@ def quality(model: Classifier, images: torch.Tensor, real_test_features: torch.T
 
 def count_generator(generator: nn.Module, latent_dim: int = LATENT_DIM) -> dict[str, int]:
     """Params and FLOPs of the deployed generator (no projection), as ``gankd_ganomaly.flops`` counts."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fvcore.nn import FlopCountAnalysis, parameter_count
-
-        model = copy.deepcopy(DeployedGenerator(generator)).eval()
-        analysis = FlopCountAnalysis(model, torch.zeros(1, latent_dim, 1, 1))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        flops = int(analysis.total())
-    return {"params": int(parameter_count(model)[""]), "flops": flops}
+    return count_module(copy.deepcopy(DeployedGenerator(generator)), torch.zeros(1, latent_dim, 1, 1))
 
 
 def save_grid(rows: dict[str, torch.Tensor], path: Path, scale: int = 2, label_width: int = 110) -> None:

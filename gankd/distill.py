@@ -49,9 +49,9 @@ def _smooth_l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 class DistillTerm:
     """One weighted comparison: ``weight * loss(student[output], teacher[output])``.
 
-    ``adapter`` optionally names an output *key* of the student hooks that already holds
-    a projection of the student feature to the teacher's shape (e.g. a 1x1 conv the
-    student network owns); by default the raw output is compared and shapes must match.
+    ``student_output`` optionally names a different student output to compare, e.g. a
+    projection of the student feature to the teacher's shape computed by a 1x1 conv the
+    student network owns; by default both sides use ``output`` and shapes must match.
     """
 
     output: str

@@ -16,20 +16,24 @@ from .networks import IMAGE_SIZE, LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS, Ga
 DATASET_CHANNELS = {"cifar10": 3, "mnist": 1, "fmnist": 1, "digits": 1}
 
 
-def count_generator(in_channels: int, widths: Sequence[int], latent_dim: int = LATENT_DIM) -> dict[str, int]:
-    """``{"params": ..., "flops": ...}`` of a freshly built generator for one (C, 32, 32) image."""
+def count_module(model: torch.nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+    """``{"params": ..., "flops": ...}`` of ``model`` (put in eval mode) on ``example_input``, with fvcore;
+    fvcore's import-time and tracer warnings are silenced."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fvcore/iopath import-time deprecation warnings
+        warnings.simplefilter("ignore")  # fvcore/iopath deprecation warnings, tracer warnings
         from fvcore.nn import FlopCountAnalysis, parameter_count
 
-    model = GanomalyGenerator(in_channels, widths, latent_dim).eval()
-    x = torch.zeros(1, in_channels, IMAGE_SIZE, IMAGE_SIZE)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings from the input-shape check
-        analysis = FlopCountAnalysis(model, x)
+        model = model.eval()
+        analysis = FlopCountAnalysis(model, example_input)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         flops = int(analysis.total())
     return {"params": int(parameter_count(model)[""]), "flops": flops}
+
+
+def count_generator(in_channels: int, widths: Sequence[int], latent_dim: int = LATENT_DIM) -> dict[str, int]:
+    """Counts of a freshly built GANomaly generator for one (C, 32, 32) image."""
+    return count_module(GanomalyGenerator(in_channels, widths, latent_dim),
+                        torch.zeros(1, in_channels, IMAGE_SIZE, IMAGE_SIZE))
 
 
 def compression_report(dataset: str) -> dict:
