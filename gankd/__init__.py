@@ -4,7 +4,8 @@ The engine knows nothing of any GAN family: a family subclasses :class:`GANHooks
 picks a :class:`Structure` (the paper's loss-set flags) or a :class:`Schedule` of them,
 and :class:`DistillationEngine` trains.
 """
-from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, ProgressLogger
+from .callbacks import (Callback, CheckpointCallback, CSVLogger, EvaluationCallback, JSONHistory, ProgressLogger,
+                        TensorBoardLogger, TqdmProgress, auto_progress)
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .distill import DISTILL_LOSSES, DistillationLoss, DistillTerm, register_distill_loss
 from .engine import DistillationEngine, NonFiniteLossError, StageState
@@ -18,7 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
-    "Callback", "CheckpointCallback", "EvaluationCallback", "JSONHistory", "ProgressLogger",
+    "Callback", "CheckpointCallback", "CSVLogger", "EvaluationCallback", "JSONHistory", "ProgressLogger",
+    "TensorBoardLogger", "TqdmProgress", "auto_progress",
     "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_distill_loss",
     "DistillationEngine", "NonFiniteLossError", "StageState",
     "GAN", "GANHooks", "Losses", "Registry",

@@ -55,10 +55,12 @@ class DistillationEngine:
     """Trains a teacher and/or student GAN through the stages of a schedule.
 
     Per step, for the stage's flags (alpha, beta, mu, nu, lam):
-      1. both generators run once on the same inputs (a frozen teacher under ``no_grad``);
-      2. one backward of ``alpha*L_g^T + mu*L_g^S + lam*K`` updates the generators that train
-         (K sees detached teacher outputs, so it never moves the teacher);
-      3. each discriminator that trains takes its own step on ``beta*L_d^T`` / ``nu*L_d^S``.
+
+    1. both generators run once on the same inputs (a frozen teacher under ``no_grad``);
+    2. one backward of ``alpha*L_g^T + mu*L_g^S + lam*K`` updates the generators that train
+       (K sees detached teacher outputs, so it never moves the teacher);
+    3. each discriminator that trains takes its own step on ``beta*L_d^T`` / ``nu*L_d^S``.
+
     Networks a stage does not train get ``requires_grad=False`` (no gradient, no optimizer).
 
     Distributed: when ``torch.distributed`` is initialised with several processes (e.g. under
@@ -84,12 +86,18 @@ class DistillationEngine:
         self.stage_state: StageState | None = None
         self._schedule: Schedule | None = None
         self._batches: Any = None
+        self._active_callbacks: list[Callback] = []
         self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.rank = dist.get_rank() if self.distributed else 0
         if self.distributed and self.device.type == "cuda":
             for gan in (self.teacher, self.student):
                 if gan is not None:
                     torch.nn.SyncBatchNorm.convert_sync_batchnorm(gan)
+
+    @property
+    def batches(self) -> Any:
+        """The batch iterable of the running :meth:`fit` (None outside it)."""
+        return self._batches
 
     @property
     def is_main_process(self) -> bool:
@@ -108,10 +116,12 @@ class DistillationEngine:
         """
         self._check(schedule)
         self._schedule, self._batches = schedule, batches
+        callbacks = self._active_callbacks = [cb for cb in self.callbacks
+                                              if self.is_main_process or not cb.main_process_only]
         start_stage, done_epochs, global_epoch = 0, 0, 0
         if resume is not None:
             start_stage, done_epochs, global_epoch = self._restore(resume, schedule, batches)
-        for cb in self.callbacks:
+        for cb in callbacks:
             cb.on_fit_start(self, schedule)
         for index in range(start_stage, len(schedule.stages)):
             stage = schedule.stages[index]
@@ -119,19 +129,19 @@ class DistillationEngine:
             if resume is not None and index == start_stage and done_epochs:
                 for name, opt in state.optimizers.items():
                     opt.load_state_dict(resume["optimizers"][name])
-            for cb in self.callbacks:
+            for cb in callbacks:
                 cb.on_stage_start(self, state)
             for epoch in range(done_epochs + 1, stage.epochs + 1):
                 global_epoch += 1
                 record = self._run_epoch(state, batches, epoch, global_epoch)
                 self.history.append(record)
-                for cb in self.callbacks:
+                for cb in callbacks:
                     cb.on_epoch_end(self, state, record)
             done_epochs = 0
             self._end_stage(state)
-            for cb in self.callbacks:
+            for cb in callbacks:
                 cb.on_stage_end(self, state)
-        for cb in self.callbacks:
+        for cb in callbacks:
             cb.on_fit_end(self)
         return self.history
 
@@ -252,7 +262,7 @@ class DistillationEngine:
             logged = self.train_step(state, batch, where=(epoch, steps))
             for k, v in logged.items():
                 sums[k] = sums[k] + v if k in sums else v
-            for cb in self.callbacks:
+            for cb in self._active_callbacks:
                 cb.on_step_end(self, state, steps)
         if steps == 0:
             raise ValueError("the batch iterable yielded no batches; check the dataset and batch size")

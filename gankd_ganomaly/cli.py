@@ -1,21 +1,357 @@
-"""``gankd-ganomaly`` / ``python -m gankd_ganomaly``: FLOP counts, the demo, single runs."""
+"""``gankd-ganomaly`` / ``python -m gankd_ganomaly``: train, distil, evaluate, score, count FLOPs, run the demo.
+
+Every run is described by a config (``gankd_ganomaly.experiment.RunConfig``): defaults, then
+``--config FILE`` (YAML or JSON), then option flags, then ``--set key=value`` overrides, in that order.
+Training runs write into ``--out DIR``: ``config.yaml`` (the resolved config), ``checkpoint.pt`` (every
+epoch), ``history.json`` and ``metrics.csv`` (per epoch), ``record.json`` and ``model.pt`` (at the end).
+A killed run continues with the same command plus ``--resume``.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import shutil
 import sys
-import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
 from .flops import compression_report
 
 DATASETS_WITH_STUDENTS = ("cifar10", "mnist", "fmnist")
+PROG = "gankd-ganomaly"
+
+
+class CLIError(Exception):
+    """A problem with the command line itself (conflicting options, an occupied output folder)."""
 
 
 def _fmt_count(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _widths_arg(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.replace("-", ",").split(",") if w.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three integers like 4,8,16; got {text!r}") from None
+    if len(widths) != 3:
+        raise argparse.ArgumentTypeError(f"expected three integers like 4,8,16; got {text!r}")
+    return widths
+
+
+# --- config resolution ------------------------------------------------------------------------------------------
+
+# flag dest -> RunConfig field; flags default to SUPPRESS so only the ones given override the config.
+CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr", "beta1", "seed", "bn_mode",
+                "eval_every", "eval_batch_size", "teacher_widths", "student_widths", "data_root", "download",
+                "device", "teacher_checkpoint")
+
+
+def config_data(args: argparse.Namespace, base: dict | None = None, forced: dict | None = None) -> dict:
+    """The config as a dict: ``base`` (e.g. a saved config), ``--config``, the flags given, ``--set``, ``forced``.
+
+    Only what the user (or ``base``) gave is in it; :class:`RunConfig` fills in the defaults.
+    """
+    from .experiment import apply_overrides, read_config_file
+
+    data: dict[str, Any] = dict(base or {})
+    if getattr(args, "config", None):
+        data.update(read_config_file(args.config))
+    for name in CONFIG_FLAGS:
+        if hasattr(args, name):
+            data[name] = getattr(args, name)
+    data = apply_overrides(data, getattr(args, "set", None) or [])
+    data.update(forced or {})
+    return data
+
+
+def resolve_config(args: argparse.Namespace, base: dict | None = None, forced: dict | None = None):
+    """The validated :class:`~gankd_ganomaly.experiment.RunConfig` of :func:`config_data`."""
+    from .experiment import RunConfig
+
+    return RunConfig.from_dict(config_data(args, base, forced))
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
+    from .data import DATASETS
+    from .evaluation import BN_MODES
+    from .experiment import METHODS, RunConfig
+
+    d = RunConfig()
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("run config (each flag overrides the same field of --config)")
+    g.add_argument("--config", metavar="FILE", help="a RunConfig as YAML (.yaml/.yml) or JSON (.json); "
+                   "fields it omits keep their defaults")
+    g.add_argument("--dataset", choices=DATASETS, default=S, help=f"dataset (default: {d.dataset})")
+    g.add_argument("--normal-class", dest="normal_class", type=int, metavar="K", default=S,
+                   help=f"class used as normal; every other class is a novelty (default: {d.normal_class})")
+    if distill:
+        g.add_argument("--method", choices=[m for m in METHODS if m != "teacher"], default=S,
+                       help=f"structure or schedule that trains the student: student-alone (no teacher), KDGAN-1..4, "
+                            f"P-KDGAN-I, P-KDGAN-II-23, P-KDGAN-II-24 (default: {d.method})")
+        g.add_argument("--teacher", dest="teacher_checkpoint", metavar="CKPT", default=S,
+                       help="trained teacher: model.pt of a teacher run, or that run's --out folder "
+                            "(needed by every method but student-alone)")
+    g.add_argument("--epochs", type=int, metavar="M", default=S, help=f"epochs per stage, the paper's M (default: {d.epochs})")
+    g.add_argument("--batch-size", dest="batch_size", type=int, metavar="N", default=S,
+                   help=f"training batch size (default: {d.batch_size})")
+    g.add_argument("--lr", type=float, default=S, help=f"Adam learning rate (default: {d.lr})")
+    g.add_argument("--beta1", type=float, metavar="B", default=S, help=f"Adam beta1 (default: {d.beta1})")
+    g.add_argument("--seed", type=int, metavar="S", default=S, help=f"seeds initialisation, batch order and RNGs (default: {d.seed})")
+    g.add_argument("--bn-mode", dest="bn_mode", choices=BN_MODES, default=S,
+                   help="batch norm when scoring: eval (running statistics) or batch (per-batch statistics, as the "
+                        f"GANomaly code) (default: {d.bn_mode})")
+    g.add_argument("--eval-every", dest="eval_every", type=int, metavar="N", default=S,
+                   help=f"measure test AUROC every N epochs and at each stage end (default: {d.eval_every})")
+    g.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, metavar="N", default=S,
+                   help=f"batch size when scoring (default: {d.eval_batch_size})")
+    g.add_argument("--teacher-widths", dest="teacher_widths", type=_widths_arg, metavar="C1,C2,C3", default=S,
+                   help="teacher channel widths (default: " + ("those in the --teacher checkpoint's header, else "
+                                                               if distill else "") +
+                        f"{','.join(map(str, d.teacher_widths))})")
+    g.add_argument("--student-widths", dest="student_widths", type=_widths_arg, metavar="C1,C2,C3", default=S,
+                   help="student channel widths (default: the dataset's preset, 2,4,8 for digits/MNIST)")
+    _add_data_options(g)
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any config field, value as YAML; repeatable, applied last "
+                        "(e.g. --set teacher_widths=[4,8,16] --set loss_weights.w_con=5)")
+    o = p.add_argument_group("outputs and execution")
+    o.add_argument("--out", metavar="DIR", help="output folder (default: runs/<method>-<dataset>-c<class>-s<seed>); "
+                   "gets config.yaml, checkpoint.pt, history.json, metrics.csv, record.json, model.pt")
+    o.add_argument("--resume", action="store_true",
+                   help="continue from DIR/checkpoint.pt (config from DIR/config.yaml unless --config is given); "
+                        "refused if the config differs from the checkpoint's")
+    o.add_argument("--overwrite", action="store_true", help="start afresh in an output folder that holds a run")
+    o.add_argument("--tensorboard", action="store_true",
+                   help="also log scalars to DIR/tensorboard (needs the tensorboard package)")
+    _add_exec_options(o)
+
+
+def _add_data_options(g: argparse._ArgumentGroup) -> None:
+    S = argparse.SUPPRESS
+    g.add_argument("--data-root", dest="data_root", metavar="DIR", default=S,
+                   help="dataset root (default: $GANKD_DATA_ROOT, else ~/.cache/gankd/data)")
+    g.add_argument("--download", action="store_const", const=True, default=S,
+                   help="download the dataset with torchvision if its files are missing")
+    g.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (default: cpu)")
+
+
+def _add_exec_options(o: argparse._ArgumentGroup, quiet: bool = True) -> None:
+    o.add_argument("--threads", type=int, metavar="N", default=None,
+                   help="torch intra-op threads (default: torch's choice); keep it fixed for bitwise-equal resumes")
+    if quiet:
+        o.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+# --- teacher / distill --------------------------------------------------------------------------------------------
+
+
+def _default_out(cfg) -> Path:
+    return Path("runs") / f"{cfg.method}-{cfg.dataset}-c{cfg.normal_class}-s{cfg.seed}"
+
+
+def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Path]:
+    """Resolve the config (from DIR/config.yaml when resuming) and check the output folder."""
+    from .experiment import RunConfig, read_model_file
+
+    forced = {"method": method} if method else None
+    base = None
+    if args.resume and args.out and not args.config:
+        from .experiment import read_config_file
+
+        saved = Path(args.out) / "config.yaml"
+        if saved.is_file():
+            base = read_config_file(saved)
+    data = config_data(args, base, forced)
+    cfg = RunConfig.from_dict(data)
+    if args.command == "distill" and cfg.method == "teacher":
+        raise CLIError(f"distill trains a student, but the config's method is 'teacher': use `{PROG} teacher`, "
+                       "or set --method")
+    if cfg.teacher_checkpoint and "teacher_widths" not in data and cfg.schedule().needs_teacher:
+        # the teacher's widths are those of its checkpoint unless the config says otherwise
+        header, _ = read_model_file(cfg.teacher_checkpoint)
+        if header.get("widths"):
+            cfg = cfg.replace(teacher_widths=list(header["widths"]))
+    out = Path(args.out) if args.out else _default_out(cfg)
+    if args.resume and args.overwrite:
+        raise CLIError("--resume and --overwrite contradict each other: pick one")
+    if (out / "checkpoint.pt").exists() and not args.resume:
+        if not args.overwrite:
+            raise CLIError(f"{out} already holds a run (checkpoint.pt): pass --resume to continue it, --overwrite "
+                           "to start again there, or choose another --out")
+        from .experiment import RUN_FILES
+
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+    if args.resume and not (out / "checkpoint.pt").exists():
+        print(f"note: --resume but {out / 'checkpoint.pt'} does not exist; starting from the first epoch",
+              file=sys.stderr)
+    return cfg, out
+
+
+def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
+    from .data import load_one_class
+    from .experiment import build_gan, load_model, make_hooks, run, save_json
+
+    _set_threads(args.threads)
+    cfg, out = _prepare_out(args, method)
+    teacher = None
+    if cfg.method != "teacher" and cfg.schedule().needs_teacher:
+        if not cfg.teacher_checkpoint:
+            raise CLIError(f"method {cfg.method!r} distils from a teacher: pass --teacher CKPT (train one with "
+                           f"`{PROG} teacher --out DIR`, then use DIR/model.pt)")
+        if args.resume and (out / "checkpoint.pt").exists():  # the teacher's weights come from the checkpoint
+            teacher = build_gan(make_hooks(cfg), cfg.teacher_widths, cfg.seed)
+        else:
+            teacher, _ = load_model(cfg.teacher_checkpoint, widths=cfg.teacher_widths, in_channels=cfg.in_channels,
+                                    what="teacher")
+    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
+    if not args.quiet:
+        print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
+              f"output: {out}", file=sys.stderr)
+    record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
+                    tensorboard=args.tensorboard)
+    print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): "
+          f"AUROC (last epoch) {record['auroc_last']:.4f}, {record['wall_s']:.1f}s; wrote {out}/")
+    if getattr(args, "save", None):  # legacy `train --save`
+        shutil.copyfile(out / "model.pt", args.save)
+        print(f"wrote {args.save}")
+    if getattr(args, "json", None):  # legacy `train --json`
+        save_json(args.json, record)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    return cmd_train(args, method="teacher")
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    return cmd_train(args)
+
+
+# --- evaluate / score -------------------------------------------------------------------------------------------
+
+
+def _load_for_scoring(args: argparse.Namespace):
+    """(config, gan, hooks, header) for evaluate/score: the checkpoint's config, then --config/flags/--set."""
+    from .experiment import load_model, read_model_file
+    from .hooks import GanomalyHooks
+
+    header, _ = read_model_file(args.checkpoint)
+    base = dict(header.get("config") or {})
+    base.pop("teacher_checkpoint", None)
+    cfg = resolve_config(args, base)
+    widths = args.widths or header.get("widths")
+    in_channels = header.get("in_channels", cfg.in_channels)
+    gan, header = load_model(args.checkpoint, widths=widths, in_channels=in_channels)
+    gan = gan.to(cfg.device)
+    return cfg, gan, GanomalyHooks(in_channels=in_channels), header
+
+
+def _check_channels(cfg, in_channels: int, checkpoint: str) -> None:
+    from .data import InvalidImagesError
+
+    if cfg.in_channels != in_channels:
+        raise InvalidImagesError(f"checkpoint {checkpoint!r} takes {in_channels}-channel images but dataset "
+                                 f"{cfg.dataset!r} has {cfg.in_channels}-channel images")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_one_class, validate_images
+    from .evaluation import evaluate_auroc
+    from .experiment import save_json
+
+    _set_threads(args.threads)
+    cfg, gan, hooks, header = _load_for_scoring(args)
+    _check_channels(cfg, hooks.in_channels, args.checkpoint)
+    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
+    validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images")
+    value = evaluate_auroc(hooks, gan, data.test, data.test_labels, batch_size=cfg.eval_batch_size,
+                           bn_mode=cfg.bn_mode)
+    result = {"auroc": value, "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
+              "normal_class": cfg.normal_class, "class_name": data.class_name, "bn_mode": cfg.bn_mode,
+              "test_images": len(data.test), "novel_images": int(data.test_labels.sum()),
+              "method": header.get("method"), "widths": list(gan.generator.widths)}
+    print(f"AUROC {value:.4f}: {args.checkpoint} on {cfg.dataset} test split, normal class {cfg.normal_class} "
+          f"({data.class_name}), {len(data.test)} images, bn_mode {cfg.bn_mode}")
+    if args.json:
+        save_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data import load_one_class, validate_images
+    from .evaluation import anomaly_scores
+    from .experiment import load_image_folder
+
+    _set_threads(args.threads)
+    cfg, gan, hooks, _ = _load_for_scoring(args)
+    if args.images:
+        images, names = load_image_folder(args.images, hooks.in_channels)
+        rows = [{"file": n} for n in names]
+        what = f"images of {args.images}"
+    else:
+        _check_channels(cfg, hooks.in_channels, args.checkpoint)
+        data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
+        if args.split == "test":
+            images, labels = data.test, data.test_labels.tolist()
+        else:
+            images, labels = data.train, [0] * len(data.train)
+        rows = [{"index": i, "label": lab} for i, lab in enumerate(labels)]
+        what = f"{cfg.dataset} {args.split} images"
+    validate_images(images, hooks.in_channels, what=what)
+    scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*rows[0], "score"], lineterminator="\n")
+    writer.writeheader()
+    for row, score in zip(rows, scores.tolist()):
+        writer.writerow({**row, "score": repr(score)})
+    if args.output in (None, "-"):
+        sys.stdout.write(buffer.getvalue())
+    else:
+        from gankd import atomic_write_text
+
+        atomic_write_text(args.output, buffer.getvalue())
+        print(f"wrote {len(rows)} scores to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
+    from .evaluation import BN_MODES
+
+    S = argparse.SUPPRESS
+    p.add_argument("--checkpoint", metavar="CKPT", required=True,
+                   help="model.pt of a run, the run's folder, its checkpoint.pt, or a bare state_dict (with --widths)")
+    p.add_argument("--widths", type=_widths_arg, metavar="C1,C2,C3", default=None,
+                   help="network widths, only for a bare state_dict without header")
+    g = p.add_argument_group("config (default: the config saved in the checkpoint)")
+    g.add_argument("--config", metavar="FILE", help="a RunConfig as YAML or JSON, applied over the checkpoint's")
+    g.add_argument("--dataset", choices=DATASETS, default=S, help="dataset (default: the one the model trained on)")
+    g.add_argument("--normal-class", dest="normal_class", type=int, metavar="K", default=S,
+                   help="normal class; the others are novelties (default: the one the model trained on)")
+    g.add_argument("--bn-mode", dest="bn_mode", choices=BN_MODES, default=S,
+                   help="batch norm when scoring: eval (running statistics) or batch (per-batch statistics)")
+    g.add_argument("--eval-batch-size", dest="eval_batch_size", type=int, metavar="N", default=S,
+                   help="batch size when scoring")
+    _add_data_options(g)
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any config field, value as YAML; repeatable, applied last")
+
+
+# --- flops / demo -------------------------------------------------------------------------------------------------
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
@@ -34,11 +370,6 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import print_demo_table, run_demo
 
@@ -55,93 +386,108 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_one_class
-    from .experiment import RunConfig, build_gan, make_hooks, run, save_json
-
-    _set_threads(args.threads)
-    cfg = RunConfig(dataset=args.dataset, normal_class=args.normal_class, method=args.method, epochs=args.epochs,
-                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, bn_mode=args.bn_mode,
-                    eval_every=args.eval_every, data_root=args.data_root, download=args.download,
-                    device=args.device)
-    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
-    print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}", file=sys.stderr)
-    teacher = None
-    if cfg.method != "teacher" and cfg.schedule().needs_teacher:
-        if not args.teacher:
-            raise SystemExit(f"--teacher CHECKPOINT is required for method {cfg.method!r} "
-                             "(train one with --method teacher --save PATH)")
-        teacher = build_gan(make_hooks(cfg), cfg.teacher_widths, cfg.seed)
-        teacher.load_state_dict(torch.load(args.teacher, map_location="cpu", weights_only=True))
-    record, trained = run(cfg, data, teacher)
-    print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): "
-          f"AUROC (last epoch) {record['auroc_last']:.4f}, {record['wall_s']:.1f}s")
-    if args.save:
-        import io
-
-        from gankd import atomic_write_bytes
-
-        buffer = io.BytesIO()
-        torch.save(trained.state_dict(), buffer)
-        atomic_write_bytes(args.save, buffer.getvalue())
-        print(f"wrote {args.save}")
-    if args.json:
-        save_json(args.json, record)
-        print(f"wrote {args.json}")
-    return 0
+# --- parser -----------------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import DATASETS
-    from .experiment import METHODS
+    """The ``gankd-ganomaly`` argument parser (every option has help text)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.replace("``", ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full Python traceback on errors instead of a one-line message")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    parser = argparse.ArgumentParser(prog="gankd-ganomaly", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("teacher", help="train a teacher GAN (GANomaly on its own losses)",
+                       description="Train a teacher: the 'teacher' schedule (alpha = beta = 1) on the normal class.")
+    _add_run_options(p, distill=False)
+    p.set_defaults(func=cmd_teacher)
 
-    p = sub.add_parser("flops", help="teacher/student params and FLOPs (fvcore) and their ratios")
-    p.add_argument("--dataset", choices=DATASETS_WITH_STUDENTS, required=True)
+    p = sub.add_parser("distill", help="train a student with a structure or schedule, from a teacher checkpoint",
+                       description="Train a student GAN with --method (student-alone, KDGAN-1..4, P-KDGAN-*), "
+                                   "distilling from --teacher where the method uses one.")
+    _add_run_options(p, distill=True)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("evaluate", help="AUROC of a checkpoint on a dataset's test split",
+                       description="AUROC of a trained model on the test split (label 1 = not the normal class).")
+    _add_scoring_options(p)
+    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    _add_exec_options(p, quiet=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="per-image anomaly scores (CSV) for a folder of images or a dataset split",
+                       description="Anomaly score per image (higher = more novel) as CSV: file,score for a folder "
+                                   "of PNG/JPEG images (converted to the model's channels, resized to 32x32 "
+                                   "bilinear, scaled to [-1, 1]); index,label,score for a dataset split.")
+    _add_scoring_options(p)
+    src = p.add_argument_group("what to score (default: the dataset's test split)")
+    src.add_argument("--images", metavar="DIR", help="a folder of .png/.jpg/.jpeg images")
+    src.add_argument("--split", choices=("test", "train"), default="test",
+                     help="dataset split to score when --images is not given (default: test)")
+    p.add_argument("--output", metavar="CSV", default=None, help="write the CSV here (default: standard output)")
+    _add_exec_options(p, quiet=False)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("flops", help="teacher/student params and FLOPs (fvcore) and their ratios",
+                       description="Parameter and FLOP counts (fvcore) of the teacher and the dataset's student "
+                                   "generator for one 32x32 image.")
+    p.add_argument("--dataset", choices=DATASETS_WITH_STUDENTS, required=True,
+                   help="dataset whose channel count and student preset to count")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("demo", help="the main job: teacher, student alone and P-KDGAN-II-23 on the "
                                     "embedded digits data; prints AUROC and compression")
-    p.add_argument("--normal-class", type=int, default=None, help="digit used as the normal class")
-    p.add_argument("--teacher-epochs", type=int, default=None)
-    p.add_argument("--student-epochs", type=int, default=None, help="epochs per stage for students")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--normal-class", type=int, default=None, help="digit used as the normal class (default: 3)")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: 15)")
+    p.add_argument("--student-epochs", type=int, default=None, help="epochs per stage for students (default: 15)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 16)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.0002)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train a teacher or distil a student with one method/schedule")
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--normal-class", type=int, default=0)
-    p.add_argument("--method", choices=METHODS, default="teacher",
-                   help="teacher, student-alone, a KDGAN structure or a P-KDGAN schedule")
-    p.add_argument("--epochs", type=int, default=15, help="epochs per stage")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.002)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
-    p.add_argument("--eval-every", type=int, default=1, help="measure test AUROC every N epochs")
-    p.add_argument("--teacher", metavar="CKPT", help="teacher weights (state_dict) for distillation methods")
-    p.add_argument("--save", metavar="CKPT", help="write the trained GAN's state_dict here")
-    p.add_argument("--json", metavar="PATH", help="write the run record (config, AUROC per epoch, FLOPs)")
-    p.add_argument("--data-root", help="dataset root (default: $GANKD_DATA_ROOT or ~/.cache/gankd/data)")
-    p.add_argument("--download", action="store_true", help="download the dataset with torchvision if missing")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("train", help="teacher or distill in one command (kept for compatibility)",
+                       description="Compatibility form of `teacher` / `distill`: --method teacher trains a teacher, "
+                                   "any other method a student.")
+    _add_run_options(p, distill=True)
+    for action in p._actions:
+        if action.dest == "method":
+            action.choices = [*action.choices, "teacher"]
+            action.help = "teacher (the default here), or a student method as for `distill`"
+    p.set_defaults(method="teacher")
+    p.add_argument("--save", metavar="CKPT", help="also copy the trained model.pt here")
+    p.add_argument("--json", metavar="PATH", help="also write the run record here")
+    p.set_defaults(func=cmd_distill)
     return parser
 
 
+def _error_types() -> tuple[type[BaseException], ...]:
+    from gankd import CheckpointError, NonFiniteLossError
+
+    return (CLIError, CheckpointError, NonFiniteLossError, ValueError, KeyError, FileNotFoundError, ImportError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 a named error, 2 a usage error from argparse)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.traceback:
+            raise
+        hint = "; the last epoch's checkpoint is kept: continue with --resume" if hasattr(args, "resume") else ""
+        print(f"{PROG} {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except _error_types() as err:
+        if args.traceback:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"{PROG} {args.command}: error: {type(err).__name__}: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

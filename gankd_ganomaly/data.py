@@ -82,6 +82,37 @@ class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are in none of the searched folders; the message lists them and how to get the files."""
 
 
+class InvalidImagesError(ValueError):
+    """Images the 32x32 networks cannot take: not a float tensor, wrong shape or channel count, empty, or NaN/Inf."""
+
+
+def validate_images(images: torch.Tensor, channels: int, what: str = "images") -> None:
+    """Raise :class:`InvalidImagesError` unless ``images`` is a non-empty float tensor (N, ``channels``, 32, 32)
+    with finite values; the message names ``what``, the shape found, or the first image holding NaN/Inf."""
+    if not isinstance(images, torch.Tensor):
+        raise InvalidImagesError(f"{what} must be a torch.Tensor, got {type(images).__name__}")
+    expected = f"(N, {channels}, {IMAGE_SIZE}, {IMAGE_SIZE})"
+    if images.dim() != 4 or tuple(images.shape[2:]) != (IMAGE_SIZE, IMAGE_SIZE):
+        raise InvalidImagesError(f"{what} have shape {tuple(images.shape)}; the network takes {expected}: "
+                                 f"{channels}-channel images of {IMAGE_SIZE}x{IMAGE_SIZE} pixels")
+    if images.shape[1] != channels:
+        raise InvalidImagesError(f"{what} have {images.shape[1]} channel(s) (shape {tuple(images.shape)}) but the "
+                                 f"network takes {channels}-channel images {expected}")
+    if images.shape[0] == 0:
+        raise InvalidImagesError(f"{what} are empty (shape {tuple(images.shape)})")
+    if not images.is_floating_point():
+        raise InvalidImagesError(f"{what} must be floating point in [-1, 1], got dtype {images.dtype}")
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        bad_images = (~finite).flatten(1).any(dim=1).nonzero().flatten()
+        first = int(bad_images[0])
+        value = float(images[first][~finite[first]][0])
+        raise InvalidImagesError(
+            f"{what} contain {int((~finite).sum())} NaN/Inf value(s) in {len(bad_images)} image(s); the first is "
+            f"image {first} (value {value}). Clean or drop these images: training on them makes every loss NaN"
+        )
+
+
 def load_one_class(
     dataset: str,
     normal_class: int,

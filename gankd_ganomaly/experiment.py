@@ -1,34 +1,65 @@
 """Train a teacher or distil a student for one dataset/normal class: the glue the CLI,
-the demo and the examples share. Every result carries its resolved config."""
+the demo and the examples share. Every result carries its resolved config.
+
+- :class:`RunConfig` describes a run completely; it round-trips through dicts, YAML and JSON
+  (:meth:`RunConfig.load`, :meth:`RunConfig.save`) and takes ``key=value`` overrides
+  (:func:`apply_overrides`). Invalid values raise :class:`ConfigError` naming the field and value.
+- :func:`run` is the one place that builds and runs a :class:`gankd.DistillationEngine`; with
+  ``out_dir`` it writes ``config.yaml``, ``checkpoint.pt`` (every epoch), ``history.json``,
+  ``metrics.csv``, ``record.json`` and ``model.pt``, and with ``resume=True`` continues from
+  ``checkpoint.pt``.
+- :func:`save_model` / :func:`load_model` write and read trained weights with a small header
+  (widths, in_channels, method, config); loading is ``weights_only`` and names mismatched tensors.
+"""
 from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 import gankd
-from gankd import GAN, DistillationEngine, EvaluationCallback, OptimizerConfig, ProgressLogger, get_schedule
+from gankd import (GAN, CheckpointCallback, CheckpointError, DistillationEngine, EvaluationCallback, JSONHistory,
+                   OptimizerConfig, get_schedule, load_checkpoint, load_weights, save_checkpoint)
+from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
 
-from .data import CHANNELS, OneClassData, ShuffledBatches
+from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, ShuffledBatches, validate_images
 from .evaluation import BN_MODES, evaluate_auroc
 from .flops import count_generator
 from .hooks import GanomalyHooks, GanomalyLossWeights
-from .networks import STUDENT_WIDTHS, TEACHER_WIDTHS
+from .networks import IMAGE_SIZE, LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS
 
 # digits are MNIST-like grayscale digits: their student is the MNIST one.
 DEFAULT_STUDENT = {"digits": STUDENT_WIDTHS["mnist"], **STUDENT_WIDTHS}
 METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
            "P-KDGAN-I", "P-KDGAN-II-23", "P-KDGAN-II-24")
+MODEL_FORMAT = "gankd-ganomaly-model"
+RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class ConfigError(ValueError):
+    """A run configuration is invalid: the message names the field (or file, or override) and the bad value."""
+
+
+_INT_FIELDS = ("normal_class", "epochs", "batch_size", "eval_batch_size", "eval_every", "seed")
+_POSITIVE_INT_FIELDS = ("epochs", "batch_size", "eval_batch_size", "eval_every")
+_OPTIONAL_STR_FIELDS = ("data_root", "teacher_checkpoint")
 
 
 @dataclass
 class RunConfig:
-    """Everything that determines one run; written next to every result."""
+    """Everything that determines one run; written next to every result (``config.yaml``).
+
+    ``epochs`` is per stage (the paper's M); ``student_widths=None`` resolves to the dataset's
+    preset; ``teacher_checkpoint`` is the trained teacher a distillation method starts from
+    (a ``model.pt`` written by a teacher run, or that run's folder).
+    """
 
     dataset: str = "digits"
     normal_class: int = 0
@@ -47,44 +78,218 @@ class RunConfig:
     data_root: str | None = None
     download: bool = False
     device: str = "cpu"
+    teacher_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.bn_mode not in BN_MODES:
-            raise ValueError(f"bn_mode must be one of {BN_MODES}, got {self.bn_mode!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
+            raise ConfigError(f"bn_mode must be one of {', '.join(BN_MODES)}; got {self.bn_mode!r}")
+        for name in _INT_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if isinstance(self.loss_weights, dict):
-            self.loss_weights = GanomalyLossWeights(**self.loss_weights)
-        self.teacher_widths = tuple(self.teacher_widths)  # type: ignore[assignment]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        for name in _POSITIVE_INT_FIELDS:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        n_classes = len(CLASS_NAMES[self.dataset])
+        if not 0 <= self.normal_class < n_classes:
+            raise ConfigError(f"normal_class must be in [0, {n_classes - 1}] for dataset {self.dataset!r}; "
+                              f"got {self.normal_class!r}")
+        self.lr = _number("lr", self.lr)
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        self.beta1 = _number("beta1", self.beta1)
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1!r}")
+        if not isinstance(self.download, bool):
+            raise ConfigError(f"download must be true or false, got {self.download!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"device must be a torch device name such as 'cpu' or 'cuda', got {self.device!r}")
+        for name in _OPTIONAL_STR_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, Path)):
+                raise ConfigError(f"{name} must be a path or null, got {value!r}")
+            if value is not None:
+                setattr(self, name, str(value))
+        self.loss_weights = _loss_weights(self.loss_weights)
+        self.teacher_widths = _widths("teacher_widths", self.teacher_widths)  # type: ignore[assignment]
         if self.student_widths is None:
             self.student_widths = DEFAULT_STUDENT.get(self.dataset, STUDENT_WIDTHS["mnist"])
-        self.student_widths = tuple(self.student_widths)  # type: ignore[assignment]
+        self.student_widths = _widths("student_widths", self.student_widths)  # type: ignore[assignment]
 
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def in_channels(self) -> int:
+        """Channel count of the dataset's images (1 grayscale, 3 RGB)."""
+        return CHANNELS[self.dataset]
+
+    @property
+    def trained_widths(self) -> tuple[int, int, int]:
+        """Widths of the network this run trains: the teacher's for ``method="teacher"``, else the student's."""
+        return self.teacher_widths if self.method == "teacher" else self.student_widths  # type: ignore[return-value]
+
+    def schedule(self) -> gankd.Schedule:
+        """The :class:`gankd.Schedule` preset named by ``method``, with ``epochs`` per stage."""
+        return get_schedule(self.method, self.epochs, OptimizerConfig(lr=self.lr, betas=(self.beta1, 0.999)))
+
+    # --- conversions --------------------------------------------------------------------
     def replace(self, **changes: Any) -> "RunConfig":
-        return RunConfig(**{**self.to_dict(), **changes})
+        """A copy with some fields changed (validated again)."""
+        return RunConfig.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
+        """Plain types only (lists, not tuples), as written to YAML/JSON."""
         d = asdict(self)
         d["teacher_widths"], d["student_widths"] = list(self.teacher_widths), list(self.student_widths or ())
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise :class:`ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a run config must be a mapping of field names to values, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"RunConfig: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(known)}")
         return cls(**data)
 
-    def schedule(self) -> gankd.Schedule:
-        return get_schedule(self.method, self.epochs, OptimizerConfig(lr=self.lr, betas=(self.beta1, 0.999)))
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Read a ``.yaml``/``.yml`` or ``.json`` file (see :func:`read_config_file`)."""
+        return cls.from_dict(read_config_file(path))
+
+    def save(self, path: str | Path) -> None:
+        """Write YAML (``.yaml``/``.yml``) or JSON (any other suffix), atomically."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        else:
+            text = json.dumps(self.to_dict(), indent=2) + "\n"
+        gankd.atomic_write_text(path, text)
+
+
+def _number(name: str, value: Any) -> float:
+    """A finite float from a number or a numeric string (YAML reads ``2e-4`` as a string)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _widths(name: str, value: Any) -> tuple[int, int, int]:
+    try:
+        widths = tuple(value)
+    except TypeError:
+        widths = (value,)
+    if len(widths) != 3 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+        raise ConfigError(f"{name} must be three positive integers (c1, c2, c3), got {value!r}")
+    return widths  # type: ignore[return-value]
+
+
+def _loss_weights(value: Any) -> GanomalyLossWeights:
+    if isinstance(value, GanomalyLossWeights):
+        value = asdict(value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"loss_weights must be a mapping like {{w_con: 10, w_adv: 1}}, got {value!r}")
+    known = [f.name for f in fields(GanomalyLossWeights)]
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown loss weights {unknown}; valid: {', '.join(known)}")
+    checked = {}
+    for name, weight in value.items():
+        number = _number(f"loss_weights.{name}", weight)
+        if number < 0:
+            raise ConfigError(f"loss_weights.{name} must be >= 0, got {weight!r}")
+        checked[name] = number
+    return GanomalyLossWeights(**checked)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping in a YAML (``.yaml``/``.yml``) or JSON (``.json``) config file.
+
+    Raises :class:`FileNotFoundError` for a missing file and :class:`ConfigError` for an unknown suffix,
+    a syntax error or a file whose top level is not a mapping, each naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid JSON: {err}") from None
+    else:
+        raise ConfigError(f"config file {str(path)!r}: unknown suffix {path.suffix!r}; use .yaml, .yml or .json")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of field names to values, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict:
+    """Apply ``key=value`` overrides to a config dict (a copy is returned).
+
+    Values are parsed as YAML (``epochs=3`` is an int, ``teacher_widths=[4,8,16]`` a list, ``data_root=null``
+    None); ``loss_weights.w_con=5`` sets one loss weight. Unknown keys raise :class:`ConfigError` listing the
+    valid ones.
+    """
+    import yaml
+
+    result = copy.deepcopy(dict(data))
+    known = [f.name for f in fields(RunConfig)]
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. epochs=3)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        head, _, sub = key.partition(".")
+        if head not in known:
+            raise ConfigError(f"override {item!r}: unknown config key {head!r}; valid keys: {', '.join(known)}")
+        if sub:
+            if head != "loss_weights":
+                raise ConfigError(f"override {item!r}: only loss_weights has sub-keys (loss_weights.w_con=...)")
+            weights = result.get("loss_weights", {})
+            weights = asdict(weights) if isinstance(weights, GanomalyLossWeights) else dict(weights)
+            weights[sub] = value
+            result["loss_weights"] = weights
+        else:
+            result[head] = value
+    return result
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``["epochs: 2 -> 3", ...]`` for every key whose value differs between two config dicts."""
+    keys = list(dict.fromkeys([*saved, *current]))
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
 def make_hooks(cfg: RunConfig) -> GanomalyHooks:
+    """The GANomaly hooks for the config's dataset (channel count) and loss weights."""
     return GanomalyHooks(in_channels=CHANNELS[cfg.dataset], weights=cfg.loss_weights)
 
 
@@ -95,20 +300,159 @@ def build_gan(hooks: GanomalyHooks, widths: Sequence[int], seed: int) -> GAN:
         return hooks.build_gan(widths)
 
 
+# --- model files ----------------------------------------------------------------------------------------------
+
+
+def save_model(path: str | Path, gan: GAN, cfg: RunConfig) -> None:
+    """Write the trained GAN's state_dict with a header (widths, in_channels, method, config), atomically.
+
+    Plain tensors and containers only, so :func:`load_model` (``weights_only=True``) reads it.
+    """
+    save_checkpoint(path, {
+        "format": MODEL_FORMAT, "format_version": 1, "version": gankd.__version__,
+        "method": cfg.method, "role": "teacher" if cfg.method == "teacher" else "student",
+        "dataset": cfg.dataset, "normal_class": cfg.normal_class, "in_channels": cfg.in_channels,
+        "widths": list(cfg.trained_widths), "latent_dim": LATENT_DIM, "config": cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in gan.state_dict().items()},
+    })
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a model file.
+
+    Accepts a :func:`save_model` file, an engine checkpoint (``checkpoint.pt`` of a run: the trained GAN
+    is taken, with the run's config as header) or a bare state_dict (empty header). A run folder stands
+    for its ``model.pt``. Loading never runs code (see :func:`gankd.load_checkpoint`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a model")
+    if ckpt.get("format") == MODEL_FORMAT:
+        header = {k: v for k, v in ckpt.items() if k != "state_dict"}
+        return header, ckpt["state_dict"]
+    if ckpt.get("format") == 1 and "schedule" in ckpt:
+        config = (ckpt.get("metadata") or {}).get("config")
+        if config is None:
+            raise CheckpointError(f"{str(path)!r} is an engine checkpoint without a gankd-ganomaly run config")
+        cfg = RunConfig.from_dict(config)
+        role = "student" if ckpt.get("student") is not None else "teacher"
+        header = {"format": "engine-checkpoint", "method": cfg.method, "role": role, "dataset": cfg.dataset,
+                  "normal_class": cfg.normal_class, "in_channels": cfg.in_channels, "latent_dim": LATENT_DIM,
+                  "widths": list(cfg.student_widths if role == "student" else cfg.teacher_widths),
+                  "config": config, "version": ckpt.get("version")}
+        return header, ckpt[role]
+    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return {}, ckpt
+    raise CheckpointError(f"{str(path)!r} is not a gankd-ganomaly model: expected a model.pt, a run's "
+                          f"checkpoint.pt or a state_dict; found keys {sorted(map(str, ckpt))[:10]}")
+
+
+def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_channels: int | None = None,
+               what: str = "model") -> tuple[GAN, dict]:
+    """Build a GANomaly GAN and load weights from ``path``; returns ``(gan, header)``.
+
+    ``widths``/``in_channels`` say which architecture the caller expects (default: the file's header). A file
+    for another architecture raises :class:`gankd.CheckpointError` naming the tensors that differ.
+    """
+    header, state_dict = read_model_file(path)
+    widths = tuple(widths) if widths is not None else (tuple(header["widths"]) if "widths" in header else None)
+    in_channels = in_channels if in_channels is not None else header.get("in_channels")
+    if widths is None or in_channels is None:
+        raise CheckpointError(f"{str(path)!r} is a bare state_dict without a header: give the widths "
+                              "(--widths c1,c2,c3) and the dataset it was trained on")
+    hooks = GanomalyHooks(in_channels=int(in_channels))
+    gan = hooks.build_gan(widths)
+    try:
+        load_weights(gan, state_dict, what=f"{what} ({path})")
+    except CheckpointError as err:
+        hint = ""
+        if header.get("widths") is not None:
+            hint = (f" (the file's header says: {header.get('role', 'model')} of method {header.get('method')!r}, "
+                    f"widths {list(header['widths'])}, {header.get('in_channels')} channel(s); expected: widths "
+                    f"{list(widths)}, {in_channels} channel(s))")
+        raise CheckpointError(f"{err}{hint}") from None
+    return gan, header
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+def load_image_folder(folder: str | Path, channels: int) -> tuple[torch.Tensor, list[str]]:
+    """PNG/JPEG files of ``folder`` (sorted by name) as (N, channels, 32, 32) in [-1, 1], and their names.
+
+    Each image is converted with Pillow to grayscale (``channels=1``) or RGB (3), resized to 32x32
+    (bilinear) and scaled from [0, 255] to [-1, 1], as the training data. A missing folder, a folder
+    without images, or a file Pillow cannot read raises a named error giving the path.
+    """
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"image folder {str(folder)!r} has no {'/'.join(IMAGE_SUFFIXES)} files")
+    mode = {1: "L", 3: "RGB"}[channels]
+    arrays = []
+    for p in files:
+        try:
+            with Image.open(p) as img:
+                img = img.convert(mode).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.float32)
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise ValueError(f"cannot read image {str(p)!r}: {err}") from None
+        arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    images = torch.from_numpy(np.stack(arrays)).div_(255.0).mul_(2.0).sub_(1.0)
+    return images, [p.name for p in files]
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
 def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
-        log_prefix: str = "") -> tuple[dict, GAN]:
+        log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
+        resume: bool = False, tensorboard: bool = False) -> tuple[dict, GAN]:
     """Execute ``cfg.method`` on ``data``; returns (result record, the trained GAN).
 
     For a student method, ``teacher`` is a trained teacher; it is deep-copied, so stages
     that fine-tune the teacher (KDGAN-3/4) never change the caller's model. AUROC is
     measured on the test split every ``eval_every`` epochs and at each stage's end; the
-    reported ``auroc_last`` is the last epoch's, never the best.
+    reported ``auroc_last`` is the last epoch's, never the best. Global RNGs are seeded
+    from ``cfg.seed``, so the same config gives the same result.
+
+    With ``out_dir``: writes ``config.yaml`` (the resolved config), then after each epoch
+    ``history.json``, ``metrics.csv`` and ``checkpoint.pt`` (the engine's full state, atomically),
+    and at the end ``model.pt`` (:func:`save_model`) and ``record.json``. ``resume=True``
+    continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`ConfigError`,
+    a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
+    uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
+    ``callbacks`` run after the built-in ones.
     """
     hooks = make_hooks(cfg)
     schedule = cfg.schedule()
     is_teacher_run = cfg.method == "teacher"
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
     if schedule.needs_teacher and not is_teacher_run and teacher is None:
         raise ValueError(f"method {cfg.method!r} distils from a teacher: pass a trained teacher GAN")
+    out = Path(out_dir) if out_dir is not None else None
+    if tensorboard and out is None:
+        raise ValueError("tensorboard=True needs out_dir (the logs go to out_dir/tensorboard)")
+    ckpt = None
+    if out is not None and resume and (out / "checkpoint.pt").exists():
+        ckpt = load_checkpoint(out / "checkpoint.pt")
+        saved = (ckpt.get("metadata") or {}).get("config")
+        diffs = config_differences(saved or {}, cfg.to_dict())
+        if diffs:
+            raise ConfigError(f"cannot resume {str(out / 'checkpoint.pt')!r}: it was written with another config "
+                              f"({'; '.join(diffs)}). Resume with the saved config ({out / 'config.yaml'}) or "
+                              "start the new config in another output folder")
+
+    gankd.seed_everything(cfg.seed)
     if is_teacher_run:
         trained = build_gan(hooks, cfg.teacher_widths, cfg.seed)
         engine_teacher, engine_student = trained, None
@@ -121,15 +465,23 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
         return {"auroc": evaluate_auroc(hooks, trained, data.test, data.test_labels,
                                         batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)}
 
-    callbacks: list[gankd.Callback] = [EvaluationCallback(metrics, every=cfg.eval_every)]
+    all_callbacks: list[gankd.Callback] = [EvaluationCallback(metrics, every=cfg.eval_every)]
+    if out is not None:
+        cfg.save(out / "config.yaml")
+        all_callbacks += [JSONHistory(out / "history.json"), CSVLogger(out / "metrics.csv")]
+        if tensorboard:
+            all_callbacks.append(TensorBoardLogger(out / "tensorboard"))
+        all_callbacks.append(CheckpointCallback(out / "checkpoint.pt"))  # last: it holds the epoch's metrics
     if verbose:
-        callbacks.append(ProgressLogger(prefix=log_prefix))
-    engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=callbacks)
+        all_callbacks.append(auto_progress(prefix=log_prefix))
+    all_callbacks += list(callbacks)
+    engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
+                                metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"})
     batches = ShuffledBatches(data.train, cfg.batch_size, seed=cfg.seed)
     start = time.perf_counter()
-    history = engine.fit(schedule, batches)
+    history = engine.fit(schedule, batches, resume=ckpt)
     wall_s = time.perf_counter() - start
-    counts = count_generator(CHANNELS[cfg.dataset], cfg.teacher_widths if is_teacher_run else cfg.student_widths)
+    counts = count_generator(CHANNELS[cfg.dataset], cfg.trained_widths)
     record = {
         "dataset": cfg.dataset, "normal_class": cfg.normal_class, "class_name": data.class_name,
         "method": cfg.method, "seed": cfg.seed, "schedule": schedule.to_dict(),
@@ -137,11 +489,18 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
         "auroc_last": history[-1]["metrics"]["auroc"],
         "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],
         "params": counts["params"], "flops": counts["flops"], "wall_s": wall_s,
+        "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
         "discriminator_resets": hooks.discriminator_resets, "data_source": data.source,
         "version": gankd.__version__, "config": cfg.to_dict(), "history": history,
     }
+    if out is not None:
+        save_json(out / "history.json", history)  # complete even when a resumed run had no epoch left
+        CSVLogger(out / "metrics.csv").write(history)
+        save_model(out / "model.pt", trained, cfg)
+        save_json(out / "record.json", record)
     return record, trained
 
 
 def save_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
     gankd.atomic_write_text(path, json.dumps(obj, indent=1) + "\n")

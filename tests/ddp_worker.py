@@ -95,7 +95,11 @@ def main(out_dir: str, mode: str) -> None:
         teacher, student = hooks.build_gan((4, 8, 16)), hooks.build_gan((1, 2, 4))
         batches = ShuffledBatches(load_one_class("digits", 3).train[:64], 16, seed=0, rank=rank, world_size=world)
         schedule = get_schedule("P-KDGAN-II-24", 1, OptimizerConfig(lr=2e-3))
-    engine = DistillationEngine(hooks, teacher, student)
+    from gankd import JSONHistory
+
+    # a file writer: runs in rank 0 only (main_process_only), so ranks never race on one file
+    history_file = os.path.join(out_dir, f"{mode}_world{world}_history_from_rank{rank}.json")
+    engine = DistillationEngine(hooks, teacher, student, callbacks=[JSONHistory(history_file)])
     engine.fit(schedule, batches)
     torch.save({"teacher": teacher.state_dict(), "student": student.state_dict(), "world": world},
                os.path.join(out_dir, f"{mode}_world{world}_rank{rank}.pt"))

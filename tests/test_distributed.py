@@ -41,6 +41,8 @@ def test_ganomaly_schedule_under_torchrun_keeps_ranks_identical(tmp_path):
     """GANomaly (batch norm) P-KDGAN-II-24 on digits shards; ranks start from different inits."""
     run_worker(tmp_path, "ganomaly", 2)
     r0, r1 = (torch.load(tmp_path / f"ganomaly_world2_rank{r}.pt") for r in (0, 1))
+    assert (tmp_path / "ganomaly_world2_history_from_rank0.json").exists()
+    assert not (tmp_path / "ganomaly_world2_history_from_rank1.json").exists()
     for who in ("teacher", "student"):
         for k, v in r0[who].items():
             if "running_" in k or "num_batches" in k:
