@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,49 +37,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dcgan_family import (LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS, DCGANHooks,  # noqa: E402
                           DeployedGenerator, generate)
 from gankd import DistillationEngine, OptimizerConfig, ProgressLogger, atomic_write_text, get_schedule, seed_everything  # noqa: E402
-from gankd_ganomaly.data import ShuffledBatches  # noqa: E402
+from gankd_ganomaly.data import ShuffledBatches, load_labelled  # noqa: E402
 from gankd_ganomaly.flops import count_module  # noqa: E402
 
 ROWS = ("teacher", "student alone", "P-KDGAN-II-23")
 
 
 # --- data: all classes, train and test splits, (N, 1, 32, 32) in [-1, 1] -----------------------------------------
-def _to_model_range(images: np.ndarray, max_value: float) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32)) / max_value * 2.0 - 1.0
-    if x.shape[-1] != 32:
-        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    return x.clamp(-1.0, 1.0).contiguous()
-
-
 def load_images(dataset: str, train_size: int | None = None, seed: int = 0):
-    """``(train_x, train_y, test_x, test_y)`` of every class. digits: scikit-learn's 8x8 digits, the
-    stratified 70/30 split of ``gankd_ganomaly.data``; fmnist: the IDX files (train subset of ``train_size``)."""
-    if dataset == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        bunch = load_digits()
-        tr_x, te_x, tr_y, te_y = train_test_split(bunch.images[:, None], bunch.target, test_size=0.3,
-                                                  stratify=bunch.target, random_state=0)
-        tr_x, te_x = _to_model_range(tr_x, 16.0), _to_model_range(te_x, 16.0)
-    elif dataset == "fmnist":
-        # the IDX reader and search path of gankd_ganomaly.data (finds /usr/share/datasets/fashion-mnist)
-        from gankd_ganomaly.data import (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC, DatasetNotFoundError,
-                                         _find_idx_files, _idx_search_dirs, _read_idx, _resolve_root)
-
-        dirs = _idx_search_dirs("fmnist", _resolve_root(None))
-        files = next((f for f in map(_find_idx_files, dirs) if f is not None), None)
-        if files is None:
-            raise DatasetNotFoundError(f"Fashion-MNIST IDX files not found in {[str(d) for d in dirs]}")
-        tr_x, tr_y, te_x, te_y = (_read_idx(p, m) for p, m in zip(files, (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC) * 2))
-        tr_x, te_x = _to_model_range(tr_x[:, None], 255.0), _to_model_range(te_x[:, None], 255.0)
-    else:
+    """``(train_x, train_y, test_x, test_y)`` of every class (``gankd_ganomaly.data.load_labelled``: digits'
+    stratified 70/30 split, or the Fashion-MNIST IDX files), with a seeded train subset of ``train_size``."""
+    if dataset not in ("digits", "fmnist"):
         raise ValueError(f"dataset must be 'digits' or 'fmnist', got {dataset!r}")
-    tr_y, te_y = (torch.from_numpy(np.array(y, dtype=np.int64)) for y in (tr_y, te_y))  # copies: IDX arrays are read-only
+    data = load_labelled(dataset)
+    tr_x, tr_y = data.train, data.train_labels
     if train_size is not None and train_size < len(tr_x):
         keep = torch.randperm(len(tr_x), generator=torch.Generator().manual_seed(seed))[:train_size]
         tr_x, tr_y = tr_x[keep], tr_y[keep]
-    return tr_x, tr_y, te_x, te_y
+    return tr_x, tr_y, data.test, data.test_labels
 
 
 # --- the judge: a small CNN trained on the real training split -----------------------------------------------------

@@ -135,14 +135,7 @@ def load_one_class(
         )
     normal_class = int(normal_class)
 
-    if dataset == "digits":
-        train_x, test_x, test_y, source = _load_digits(normal_class)
-    else:
-        root_path = _resolve_root(root)
-        if dataset == "cifar10":
-            train_x, test_x, test_y, source = _load_cifar10(root_path, normal_class, download)
-        else:
-            train_x, test_x, test_y, source = _load_idx_dataset(dataset, root_path, normal_class, download)
+    train_x, _, test_x, test_y, source = _load(dataset, normal_class, root, download)
 
     if len(train_x) == 0:
         raise ValueError(
@@ -255,10 +248,45 @@ def _to_model_range(images: np.ndarray, max_value: float) -> torch.Tensor:
 
 
 # What each loader returns: normal-class train images, test images, test class labels (M,), source description.
-Loaded = tuple[torch.Tensor, torch.Tensor, np.ndarray, str]
+Loaded = tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str]
+"""(train images, their labels, test images, test labels, source); the train split holds only
+``normal_class`` when one is given, every class when it is None."""
 
 
-def _load_digits(normal_class: int) -> Loaded:
+def _load(dataset: str, normal_class: int | None, root: str | os.PathLike[str] | None, download: bool) -> Loaded:
+    if dataset == "digits":
+        return _load_digits(normal_class)
+    if dataset == "cifar10":
+        return _load_cifar10(_resolve_root(root), normal_class, download)
+    return _load_idx_dataset(dataset, _resolve_root(root), normal_class, download)
+
+
+def _keep(labels: np.ndarray, normal_class: int | None) -> np.ndarray:
+    return np.ones(len(labels), dtype=bool) if normal_class is None else labels == normal_class
+
+
+@dataclass(frozen=True, eq=False)
+class LabelledData:
+    """Both splits with every class (e.g. to train an unconditional GAN or a classifier on a dataset)."""
+
+    dataset: str
+    train: torch.Tensor         # (N, C, 32, 32) float32 in [-1, 1]
+    train_labels: torch.Tensor  # (N,) int64 class indices
+    test: torch.Tensor          # (M, C, 32, 32)
+    test_labels: torch.Tensor   # (M,) int64 class indices
+    source: str
+
+
+def load_labelled(dataset: str, root: str | os.PathLike[str] | None = None, download: bool = False) -> LabelledData:
+    """All classes of both splits, from the same files, layouts and preprocessing as :func:`load_one_class`."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}; got {dataset!r}")
+    train_x, train_y, test_x, test_y, source = _load(dataset, None, root, download)
+    as_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64).copy())  # noqa: E731 (IDX arrays are read-only)
+    return LabelledData(dataset, train_x, as_labels(train_y), test_x, as_labels(test_y), source)
+
+
+def _load_digits(normal_class: int | None) -> Loaded:
     # Imported here: scikit-learn takes about a second to import and only this dataset needs it.
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -269,7 +297,8 @@ def _load_digits(normal_class: int) -> Loaded:
         images, bunch.target, test_size=0.3, stratify=bunch.target, random_state=0
     )
     source = "scikit-learn digits, stratified 70/30 split (random_state=0)"
-    return _to_model_range(train_x[train_y == normal_class], 16.0), _to_model_range(test_x, 16.0), test_y, source
+    keep = _keep(train_y, normal_class)
+    return _to_model_range(train_x[keep], 16.0), train_y[keep], _to_model_range(test_x, 16.0), test_y, source
 
 
 # --- MNIST / Fashion-MNIST: IDX files ---------------------------------------------------------------------------
@@ -295,7 +324,7 @@ def _find_idx_files(directory: Path) -> list[Path] | None:
     return found
 
 
-def _load_idx_dataset(dataset: str, root: Path, normal_class: int, download: bool) -> Loaded:
+def _load_idx_dataset(dataset: str, root: Path, normal_class: int | None, download: bool) -> Loaded:
     search = _idx_search_dirs(dataset, root)
     files = next((f for f in map(_find_idx_files, search) if f is not None), None)
     if files is None and download:
@@ -322,9 +351,10 @@ def _load_idx_dataset(dataset: str, root: Path, normal_class: int, download: boo
 
     compression = "gzip" if any(f.suffix == ".gz" for f in files) else "uncompressed"
     source = f"{_DISPLAY_NAMES[dataset]} {compression} IDX at {train_images_path.parent}"
-    train_x = _to_model_range(train_images[train_labels == normal_class][:, None], 255.0)
+    keep = _keep(train_labels, normal_class)
+    train_x = _to_model_range(train_images[keep][:, None], 255.0)
     test_x = _to_model_range(test_images[:, None], 255.0)
-    return train_x, test_x, test_labels, source
+    return train_x, train_labels[keep], test_x, test_labels, source
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
@@ -412,7 +442,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _load_cifar10(root: Path, normal_class: int, download: bool) -> Loaded:
+def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loaded:
     directory = root / "cifar-10-batches-py"
     names = (*_CIFAR_TRAIN_BATCHES, "test_batch")
     if download and not all((directory / n).is_file() for n in names):
@@ -424,13 +454,16 @@ def _load_cifar10(root: Path, normal_class: int, download: bool) -> Loaded:
                                f"download the 'CIFAR-10 python version' from {_CIFAR_URL} and extract "
                                f"cifar-10-python.tar.gz into {root}")
         )
-    train_parts = []
+    train_parts, label_parts = [], []
     for name in _CIFAR_TRAIN_BATCHES:  # keep only the normal class of each batch to bound memory
         images, labels = _read_cifar_batch(directory / name)
-        train_parts.append(images[labels == normal_class])
+        keep = _keep(labels, normal_class)
+        train_parts.append(images[keep])
+        label_parts.append(labels[keep])
     test_images, test_labels = _read_cifar_batch(directory / "test_batch")
     source = f"CIFAR-10 python batches at {directory}"
-    return _to_model_range(np.concatenate(train_parts), 255.0), _to_model_range(test_images, 255.0), test_labels, source
+    return (_to_model_range(np.concatenate(train_parts), 255.0), np.concatenate(label_parts),
+            _to_model_range(test_images, 255.0), test_labels, source)
 
 
 # --- helpers shared by the file-based datasets -------------------------------------------------------------------

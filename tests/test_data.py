@@ -404,3 +404,24 @@ def test_batch_size_must_be_positive(batch_size: int) -> None:
         ShuffledBatches(torch.zeros(4), batch_size)
     with pytest.raises(ValueError, match="batch_size"):
         iterate_batches(torch.zeros(4), batch_size, shuffle=False)  # raised at the call, before iteration
+
+
+def test_load_labelled_keeps_every_class_and_matches_load_one_class():
+    from gankd_ganomaly.data import load_labelled
+
+    full = load_labelled("digits")
+    assert len(full.train) + len(full.test) == 1797
+    assert torch.bincount(full.train_labels).tolist() == [124, 127, 124, 128, 127, 127, 127, 125, 122, 126]
+    one = load_one_class("digits", 3)
+    assert torch.equal(one.train, full.train[full.train_labels == 3]) and torch.equal(one.test, full.test)
+    assert torch.equal(one.test_labels, (full.test_labels != 3).long())
+
+
+def test_load_labelled_on_the_real_mnist_files():
+    from gankd_ganomaly.data import load_labelled
+
+    if not (SHARED / "MNIST" / "raw").is_dir():
+        pytest.skip(f"MNIST files not found under {SHARED}")
+    full = load_labelled("mnist", root=SHARED)
+    assert full.train.shape == (60000, 1, 32, 32) and full.test.shape == (10000, 1, 32, 32)
+    assert torch.bincount(full.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
