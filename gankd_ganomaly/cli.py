@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="CKPT", help="also copy the trained model.pt here")
     p.add_argument("--json", metavar="PATH", help="also write the run record here")
     p.set_defaults(func=cmd_distill)
+    from .reproduce_cli import add_subcommands  # reproduce, report, prepare-cifar10
+
+    add_subcommands(sub)
     return parser
 
 

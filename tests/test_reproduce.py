@@ -1,0 +1,235 @@
+"""The reproduction pipeline on a tiny grid of real digits data: sweep -> records -> report, and resuming.
+
+Budget "smoke" (1 epoch per stage, first 64 training images); the AUROC values mean nothing, the test checks
+that they travel unchanged from the runs into the records and from the records into the report's tables.
+"""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from gankd_ganomaly import reproduce_cli
+from gankd_ganomaly.data import load_one_class
+from gankd_ganomaly.report import fmt_auroc, fmt_mean_std, fmt_pp, fmt_ratio
+from gankd_ganomaly.sweep import (BUDGETS, LOSSY_MARKER, SOURCE_MARKER, cifar10_provenance, prepare_cifar10_subset,
+                                  record_path, run_sweep, teacher_path)
+
+torch.set_num_threads(1)
+
+METHODS = ["teacher", "student-alone", "P-KDGAN-II-23", "ocsvm"]
+SEEDS = [0, 1]
+CLASS = 5  # digits' stand-in for the paper's Figure-2 MNIST class
+REQUIRED_FIELDS = ("dataset", "normal_class", "method", "seed", "schedule", "epochs_per_stage", "batch_size", "lr",
+                   "bn_mode_at_test", "auroc_last", "auroc_per_epoch", "params", "flops", "wall_s", "version",
+                   "config", "budget", "budget_spec", "data_source", "lossy_cifar10_jpeg", "train_images",
+                   "test_images", "train_subsample", "test_subsample")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _row(markdown: str, first_cell: str, after: str | None = None) -> str:
+    """The first table row starting with ``| first_cell |`` (after the heading line containing ``after``)."""
+    text = markdown if after is None else markdown[markdown.index(after):]
+    match = re.search(rf"^\| {re.escape(first_cell)} \|.*$", text, flags=re.M)
+    assert match, f"no row {first_cell!r} after {after!r}"
+    return match.group(0)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Run the grid, interrupted after its second record, then resumed; returns what each step did."""
+    out = tmp_path_factory.mktemp("sweep")
+    seen = []
+
+    def interrupt_after_two(path, record):
+        seen.append(path)
+        if len(seen) == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_sweep(["digits"], [CLASS], METHODS, SEEDS, "smoke", out, threads=1, command="pytest sweep",
+                  on_record=interrupt_after_two, log=lambda line: None)
+    first = {p: p.stat().st_mtime_ns for p in seen}
+    ckpt = teacher_path(out, "digits", CLASS, 0, "smoke")
+    ckpt_mtime = ckpt.stat().st_mtime_ns
+    resumed = run_sweep(["digits"], [CLASS], METHODS, SEEDS, "smoke", out, threads=1, command="pytest sweep",
+                        log=lambda line: None)
+    return {"out": out, "first": first, "ckpt": ckpt, "ckpt_mtime": ckpt_mtime, "resumed": resumed}
+
+
+def _records(out):
+    return {(m, s): json.loads(record_path(out, "digits", CLASS, m, s).read_text())
+            for m in METHODS for s in (SEEDS if m != "ocsvm" else [0])}
+
+
+def test_interrupted_sweep_resumes_without_redoing_finished_runs(sweep):
+    out, first, resumed = sweep["out"], sweep["first"], sweep["resumed"]
+    # baselines run first, then the seed-0 teacher: those two records landed before the interruption
+    assert sorted(p.parent.name for p in first) == ["ocsvm", "teacher"]
+    for path, mtime in first.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten on resume"
+        assert str(path) in resumed.skipped and str(path) not in resumed.ran
+    assert sweep["ckpt"].stat().st_mtime_ns == sweep["ckpt_mtime"], "the seed-0 teacher was retrained"
+    expected_total = 1 + len(SEEDS) * 3
+    assert len(resumed.ran) == expected_total - 2 and not resumed.failed and not resumed.blocked
+    for (m, s), r in _records(out).items():
+        assert r["status"] == "ok"
+    # a third pass has nothing left to do
+    again = run_sweep(["digits"], [CLASS], METHODS, SEEDS, "smoke", out, threads=1, log=lambda line: None)
+    assert again.ran == [] and len(again.skipped) == expected_total
+    # stopped between the teacher's checkpoint and its record: the record comes back from the checkpoint
+    teacher_record = record_path(out, "digits", CLASS, "teacher", 0)
+    saved = json.loads(teacher_record.read_text())
+    teacher_record.unlink()
+    restored = run_sweep(["digits"], [CLASS], METHODS, SEEDS, "smoke", out, threads=1, log=lambda line: None)
+    assert restored.ran == [str(teacher_record)] and json.loads(teacher_record.read_text()) == saved
+    assert sweep["ckpt"].stat().st_mtime_ns == sweep["ckpt_mtime"]
+
+
+def test_records_carry_the_run_description(sweep):
+    out = sweep["out"]
+    budget = BUDGETS["smoke"]
+    for (method, seed), r in _records(out).items():
+        missing = [k for k in REQUIRED_FIELDS if k not in r]
+        assert not missing, f"{method}/seed{seed} lacks {missing}"
+        assert (r["dataset"], r["normal_class"], r["method"], r["seed"]) == ("digits", CLASS, method, seed)
+        assert r["budget"] == "smoke" and r["budget_spec"] == budget.to_dict()
+        assert r["lossy_cifar10_jpeg"] is False
+        assert r["train_images"] == budget.max_train_images and r["train_subsample"].startswith("first 64")
+        assert r["test_images"] == r["test_images_available"] and r["test_subsample"] is None  # full test split
+        assert 0.0 <= r["auroc_last"] <= 1.0
+        if method == "ocsvm":
+            assert r["hyperparameters"]["nu"] == 0.1 and r["hyperparameters"]["gamma"] == "scale"
+            continue
+        assert r["command"] == "pytest sweep"
+        assert r["auroc_last"] == r["auroc_per_epoch"][-1]  # the last epoch, never the best
+        stages = 1 if method != "P-KDGAN-II-23" else 2
+        assert r["epochs_per_stage"] == [budget.epochs(method)] * stages
+        assert len(r["auroc_per_epoch"]) == sum(r["epochs_per_stage"])
+        assert r["batch_size"] == budget.batch_size and r["lr"] == budget.lr and r["bn_mode_at_test"] == "eval"
+        assert r["config"]["method"] == method and r["config"]["seed"] == seed
+        if method != "teacher":
+            assert r["params"] < _records(out)[("teacher", seed)]["params"]
+        if method == "P-KDGAN-II-23":  # distilled from the teacher of the same seed, through its checkpoint
+            assert r["teacher_checkpoint"] == f"teachers/digits_c{CLASS}_s{seed}_smoke.pt"
+            assert r["teacher_auroc_last"] == _records(out)[("teacher", seed)]["auroc_last"]
+
+
+def test_report_tables_hold_the_records_numbers(sweep, tmp_path):
+    out = sweep["out"]
+    recs = _records(out)
+    auroc = {(m, s): r["auroc_last"] for (m, s), r in recs.items()}
+    # through the CLI (its own main, as `python -m gankd_ganomaly.reproduce_cli`): a finished sweep re-runs as a no-op
+    mtimes = {k: record_path(out, "digits", CLASS, *k).stat().st_mtime_ns for k in recs}
+    assert reproduce_cli.main(["reproduce", "--budget", "smoke", "--datasets", "digits", "--classes", "figure2",
+                               "--methods", ",".join(METHODS), "--seeds", "0-1", "--out", str(out),
+                               "--threads", "1"]) == 0
+    assert mtimes == {k: record_path(out, "digits", CLASS, *k).stat().st_mtime_ns for k in recs}
+    md_path, plots = tmp_path / "results.md", tmp_path / "figures"
+    assert reproduce_cli.main(["report", "--records", str(out), "--out", str(md_path),
+                               "--plots-dir", str(plots)]) == 0
+    md = md_path.read_text()
+
+    def seeds(m):
+        return [auroc[(m, s)] for s in SEEDS]
+
+    # Table 2: per-class teacher (mean ± std over the two seeds) next to our OC-SVM, and the paper's (none: digits)
+    row = _row(md, str(CLASS), after="Table 2")
+    assert fmt_mean_std(seeds("teacher")) in row and fmt_auroc(auroc[("ocsvm", 0)]) in row
+    assert fmt_mean_std(seeds("teacher")) == (f"{np.mean(seeds('teacher')):.4f} ± "
+                                              f"{np.std(seeds('teacher'), ddof=1):.4f} (n=2)")
+    assert _row(md, "0", after="Table 2").count("—") == 6  # class without runs: dashes
+    # Table 3: mean over classes (one class here) ± std over seeds
+    for method in ("student-alone", "P-KDGAN-II-23"):
+        vals = seeds(method)
+        assert f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f} (1/10 cl. x 2 seeds)" in _row(md, method,
+                                                                                              after="Table 3")
+    assert "—" in _row(md, "KDGAN-1", after="Table 3")  # not run: no number
+    # Table 4: drops over paired (class, seed) runs, in points, and the compression ratios of the records
+    row4 = _row(md, "digits (scikit-learn) (ours)", after="Table 4")
+    t, sa, pk = recs[("teacher", 0)], recs[("student-alone", 0)], recs[("P-KDGAN-II-23", 0)]
+    drop_sa = np.mean([100 * (auroc[("teacher", s)] - auroc[("student-alone", s)]) for s in SEEDS])
+    drop_pk = np.mean([100 * (auroc[("teacher", s)] - auroc[("P-KDGAN-II-23", s)]) for s in SEEDS])
+    for text in (fmt_pp(drop_sa), fmt_pp(drop_pk), fmt_ratio(t["params"] / pk["params"]),
+                 fmt_ratio(t["flops"] / pk["flops"]), "2 / 2"):
+        assert f"| {text} |" in row4, (text, row4)
+    assert sa["params"] == pk["params"]
+    # Figure-2 class table, statistics sentence, header facts, the plot
+    assert fmt_mean_std(seeds("P-KDGAN-II-23")) in _row(md, "P-KDGAN-II-23", after="Figure-2 classes")
+    gain = np.mean(seeds("P-KDGAN-II-23")) - np.mean(seeds("student-alone"))
+    assert f"{100 * gain:+.2f} AUROC points over 1 class(es)" in md and "gain not reproduced" in md
+    assert "`smoke`" in md and "pytest sweep" in md and "Batch norm at test time:** eval" in md
+    assert (plots / f"fig2_digits_c{CLASS}_smoke.png").stat().st_size > 1000
+    assert f"](figures/fig2_digits_c{CLASS}_smoke.png)" in md
+
+
+def test_records_of_another_budget_are_not_mixed(sweep):
+    from gankd_ganomaly.sweep import SweepError
+
+    with pytest.raises(SweepError, match="budget 'smoke'"):
+        run_sweep(["digits"], [CLASS], ["student-alone"], [0], "cpu", sweep["out"], log=lambda line: None)
+
+
+def _fake_partial(tmp_path, n_train=40, n_test=20):
+    """A cifar10_partial.npz-like file and a matching cifar10_jpeg.npz-like file (random pixels, JPEG-encoded)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (n_train, 3072), dtype=np.uint8)
+    test = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
+    train_labels, test_labels = (np.arange(n_train) % 10).astype(np.uint8), (np.arange(n_test) % 10).astype(np.uint8)
+    np.savez(tmp_path / "partial.npz", train_data=train, train_labels=train_labels, test_data=test,
+             test_labels=test_labels)
+
+    def encode(rows):
+        blobs = []
+        for row in rows:
+            buf = io.BytesIO()
+            Image.fromarray(row.reshape(3, 32, 32).transpose(1, 2, 0)).save(buf, format="JPEG", quality=75)
+            blobs.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+        offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+        return np.concatenate(blobs), offsets
+
+    (tj, to), (sj, so) = encode(train), encode(test)
+    np.savez(tmp_path / "jpeg.npz", train_jpeg=tj, train_offsets=to, test_jpeg=sj, test_offsets=so,
+             train_labels=train_labels, test_labels=test_labels)
+    return train, test
+
+
+def test_cifar10_subsets_are_written_and_labelled(tmp_path):
+    train, test = _fake_partial(tmp_path)
+    exact_dir = prepare_cifar10_subset(tmp_path / "exact", tmp_path / "partial.npz")
+    jpeg_dir = prepare_cifar10_subset(tmp_path / "jpeg", tmp_path / "partial.npz", jpeg_npz=tmp_path / "jpeg.npz")
+    assert not (exact_dir / LOSSY_MARKER).exists() and (jpeg_dir / LOSSY_MARKER).exists()
+    assert json.loads((jpeg_dir / SOURCE_MARKER).read_text())["variant"] == "jpeg-subset"
+    exact = cifar10_provenance(tmp_path / "exact")
+    assert (exact["cifar10_variant"], exact["lossy_cifar10_jpeg"]) == ("exact-subset", False)
+    lossy = cifar10_provenance(tmp_path / "jpeg")
+    assert (lossy["cifar10_variant"], lossy["lossy_cifar10_jpeg"]) == ("jpeg-subset", True)
+    assert cifar10_provenance(tmp_path / "exact", cifar_jpeg=True)["lossy_cifar10_jpeg"] is True
+    # the loader reads both; same images and labels, exact pixels only in the exact one
+    a, b = load_one_class("cifar10", 3, root=tmp_path / "exact"), load_one_class("cifar10", 3, root=tmp_path / "jpeg")
+    assert a.train.shape == b.train.shape == (4, 3, 32, 32) and torch.equal(a.test_labels, b.test_labels)
+    expected = torch.from_numpy(train[3::10].reshape(-1, 3, 32, 32).astype(np.float32)) / 255 * 2 - 1
+    assert torch.allclose(a.train, expected, atol=1e-6) and not torch.allclose(b.train, expected, atol=1e-3)
+
+
+def test_batches_written_by_to_batches_py_are_recognised_as_lossy(tmp_path):
+    dest = tmp_path / "cifar-10-batches-py"
+    dest.mkdir()
+    batch = {b"batch_label": b"test_batch", b"labels": [0, 1], b"data": np.zeros((2, 3072), np.uint8),
+             b"filenames": [b"test_batch_00000.png", b"test_batch_00001.png"]}
+    (dest / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    assert cifar10_provenance(tmp_path) == {"cifar10_variant": "jpeg-full", "lossy_cifar10_jpeg": True,
+                                            "cifar10_marker": None}
+    batch[b"filenames"] = [b"leptodactylus_pentadactylus_s_000004.png", b"camion_s_000148.png"]
+    (dest / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    assert cifar10_provenance(tmp_path)["lossy_cifar10_jpeg"] is False
