@@ -151,10 +151,7 @@ class RunConfig:
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys raise :class:`ConfigError`."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a run config must be a mapping of field names to values, got {type(data).__name__}")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(known)}")
+        _reject_unknown_keys(data, cls, "config keys")
         return cls(**data)
 
     @classmethod
@@ -197,15 +194,19 @@ def _widths(name: str, value: Any) -> tuple[int, int, int]:
     return widths  # type: ignore[return-value]
 
 
+def _reject_unknown_keys(data: Mapping[str, Any], cls: type, what: str) -> None:
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; valid keys: {', '.join(known)}")
+
+
 def _loss_weights(value: Any) -> GanomalyLossWeights:
     if isinstance(value, GanomalyLossWeights):
         value = asdict(value)
     if not isinstance(value, Mapping):
         raise ConfigError(f"loss_weights must be a mapping like {{w_con: 10, w_adv: 1}}, got {value!r}")
-    known = [f.name for f in fields(GanomalyLossWeights)]
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown loss weights {unknown}; valid: {', '.join(known)}")
+    _reject_unknown_keys(value, GanomalyLossWeights, "loss weights")
     checked = {}
     for name, weight in value.items():
         number = _number(f"loss_weights.{name}", weight)
