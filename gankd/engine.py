@@ -333,9 +333,12 @@ class DistillationEngine:
 
     @staticmethod
     def _step(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor) -> None:
+        """Backward into the parameters these optimizers step, and nothing else: the generator
+        objective runs through the discriminator, whose weight gradients would be thrown away."""
+        params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=params)
         for opt in optimizers:
             opt.step()
 

@@ -39,7 +39,9 @@ class OptimizerConfig:
         if self.name == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.betas[0], weight_decay=self.weight_decay)
         cls = torch.optim.Adam if self.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        # fused: one kernel for all parameters; measured 5-8 ms instead of 36-48 ms per step for the
+        # 5.1M-parameter teacher on CPU (benchmarks/README.md)
+        return cls(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, fused=True)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""Deployment export: a trained student exported to TorchScript (and ONNX where available) scores
+the digits test split exactly as the eager model does (eval mode), to 1e-5."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankd import DistillationEngine, get_schedule
+from gankd_ganomaly.data import ShuffledBatches
+from gankd_ganomaly.evaluation import anomaly_scores
+from gankd_ganomaly.export import (GanomalyScorer, _Col2ImDeconv, _NativeDeconv, _SubpixelDeconv,
+                                   export_onnx, export_torchscript, onnx_available, scoring_module, to_torchscript)
+from gankd_ganomaly.hooks import GanomalyHooks
+from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+
+ATOL = 1e-5  # the issue's bar (absolute)
+RTOL = 1e-4  # and, since a briefly trained student's scores are small, a bar relative to their scale
+
+
+def assert_parity(scores, eager):
+    assert scores.shape == eager.shape
+    diff = (scores - eager).abs().max()
+    assert diff <= ATOL, diff
+    assert diff <= RTOL * eager.abs().max(), (diff, eager.abs().max())
+
+
+@pytest.fixture(scope="module")
+def trained(digits0):
+    """A tiny MNIST-width student trained a few steps (student-alone) on digits class 0, and its eager scores."""
+    hooks = GanomalyHooks(in_channels=1)
+    torch.manual_seed(0)
+    student = hooks.build_gan(STUDENT_WIDTHS["mnist"])
+    engine = DistillationEngine(hooks, None, student)
+    engine.fit(get_schedule("student-alone", 1), ShuffledBatches(digits0.train, 16, seed=0))
+    student.train()  # as training leaves it: export must use eval-mode statistics anyway
+    eager = anomaly_scores(hooks, student, digits0.test, batch_size=256, bn_mode="eval")
+    assert student.training  # anomaly_scores restored the mode
+    return hooks, student, eager
+
+
+def _scores(model, images, batch_size=256):
+    with torch.inference_mode():
+        return torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def test_eager_scores_are_not_trivial(trained):
+    """Parity means something only if the scores vary (checked relative to their scale below)."""
+    _, _, eager = trained
+    assert eager.shape == (540,) and torch.isfinite(eager).all()
+    assert eager.std() > 1e-3 * eager.mean() > 0
+
+
+@pytest.mark.parametrize("optimize, channels_last", [(True, False), (True, True), (False, False)])
+def test_torchscript_scores_match_eager(trained, digits0, tmp_path, optimize, channels_last):
+    hooks, student, eager = trained
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    path = export_torchscript(student, 1, tmp_path / "student.pt", optimize=optimize, channels_last=channels_last)
+    loaded = torch.jit.load(str(path))
+    assert_parity(_scores(loaded, digits0.test), eager)
+    # any batch size, including 1, gives the same per-image scores
+    assert_parity(_scores(loaded, digits0.test[:7], batch_size=1), eager[:7])
+    # exporting neither changed the model nor its mode
+    assert student.training
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_scoring_module_accepts_a_gan_or_its_generator(trained, digits0):
+    _, student, eager = trained
+    for source in (student, student.generator):
+        assert_parity(_scores(scoring_module(source), digits0.test), eager)
+
+
+def test_export_checks_channels_and_type(trained, tmp_path):
+    _, student, _ = trained
+    with pytest.raises(ValueError, match="in_channels=3, but the generator takes 1-channel images"):
+        to_torchscript(student, 3)
+    with pytest.raises(TypeError, match="GanomalyGenerator"):
+        to_torchscript(torch.nn.Linear(2, 2), 1)
+
+
+@pytest.mark.parametrize("cin, cout", [(64, 16), (16, 8), (8, 3), (2, 1), (64, 3), (1, 1)])
+@pytest.mark.parametrize("form", [_NativeDeconv, _SubpixelDeconv, _Col2ImDeconv])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_transposed_conv_rewrites_equal_the_layer(cin, cout, form, channels_last):
+    """Each fast form of the stride-2 4x4 transposed conv (+ReLU) computes the layer itself."""
+    torch.manual_seed(0)
+    x = torch.randn(3, cin, 4, 4)
+    weight, bias = torch.randn(cin, cout, 4, 4), torch.randn(cout)
+    expected = torch.relu(F.conv_transpose2d(x, weight, bias, stride=2, padding=1))
+    layer = form(weight.double(), bias.double(), channels_last, False)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.allclose(layer(x), expected, rtol=1e-5, atol=1e-4 * expected.abs().max())
+
+
+@pytest.mark.parametrize("channels, widths", [(3, TEACHER_WIDTHS), (3, STUDENT_WIDTHS["cifar10"]),
+                                             (1, STUDENT_WIDTHS["fmnist"])])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("phase_tail", [False, True])
+def test_every_form_of_the_scoring_graph_matches_eager(channels, widths, channels_last, phase_tail):
+    """The paper's teacher and students, each layout and each form of the last layers, scripted and frozen."""
+    hooks = GanomalyHooks(in_channels=channels)
+    torch.manual_seed(0)
+    gan = hooks.build_gan(widths)
+    gan.train()
+    with torch.no_grad():  # realistic batch-norm running statistics
+        for _ in range(3):
+            gan.generator(torch.rand(32, channels, 32, 32) * 2 - 1)
+    gan.eval()
+    images = torch.rand(9, channels, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        eager = hooks.score(gan, images)
+        scorer = torch.jit.freeze(torch.jit.script(GanomalyScorer(gan.generator, channels_last, phase_tail)))
+        assert_parity(scorer(images), eager)
+
+
+def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, capsys):
+    """`gankd-ganomaly export model.pt student.ts`: a saved model.pt (as runs write it) -> a scorer file."""
+    from gankd_ganomaly import experiment
+    from gankd_ganomaly.cli import main
+
+    hooks, student, eager = trained
+    experiment.save_model(tmp_path / "model.pt", student, experiment.RunConfig(dataset="digits", method="student-alone"))
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "student.ts")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["format"] == "torchscript" and record["widths"] == list(STUDENT_WIDTHS["mnist"])
+    assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_onnx_scores_match_eager(trained, digits0, tmp_path, optimize):
+    ok, why = onnx_available()
+    if not ok:
+        pytest.skip(why)
+    ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime (pip install onnxruntime)")
+    _, student, eager = trained
+    path = export_onnx(student, 1, tmp_path / "student.onnx", optimize=optimize)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    scores = torch.cat([torch.from_numpy(session.run(None, {"images": digits0.test[i:i + 256].numpy()})[0])
+                        for i in range(0, len(digits0.test), 256)])
+    assert_parity(scores, eager)
+
+
+def test_onnx_without_packages_names_them(monkeypatch, trained, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name in ("onnx", "onnxscript"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    _, student, _ = trained
+    with pytest.raises(RuntimeError, match="pip install onnx onnxscript"):
+        export_onnx(student, 1, tmp_path / "x.onnx")
