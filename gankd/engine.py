@@ -117,7 +117,7 @@ class DistillationEngine:
         self._check(schedule)
         self._schedule, self._batches = schedule, batches
         callbacks = self._active_callbacks = [cb for cb in self.callbacks
-                                              if self.is_main_process or not cb.main_process_only]
+                                              if self.is_main_process or not getattr(cb, "main_process_only", False)]
         start_stage, done_epochs, global_epoch = 0, 0, 0
         if resume is not None:
             start_stage, done_epochs, global_epoch = self._restore(resume, schedule, batches)
@@ -156,7 +156,7 @@ class DistillationEngine:
         if self.stage_state is None or not self.history or self._schedule is None:
             raise RuntimeError("state_dict() is available at the end of an epoch, inside fit()")
         last = self.history[-1]
-        state = {
+        return {
             "format": 1, "version": __version__, "metadata": self.metadata,
             "schedule": self._schedule.to_dict(), "stage": last["stage"], "epoch": last["epoch"],
             "global_epoch": last["global_epoch"],
@@ -169,7 +169,6 @@ class DistillationEngine:
             "hooks": self.hooks.state_dict(),
             "history": self.history,
         }
-        return state
 
     def _restore(self, ckpt: dict, schedule: Schedule, batches: Any) -> tuple[int, int, int]:
         if ckpt.get("format") != 1:
