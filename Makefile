@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) -m gankd_ganomaly demo --json runs/demo.json
+	$(PY) -m gankd_ganomaly demo --threads 1 --json runs/demo.json
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
