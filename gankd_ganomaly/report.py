@@ -358,7 +358,7 @@ def _table2(g: _Group, paper: dict) -> list[str]:
                  fmt_paper(p[i_svm] if p else None, 4), fmt_paper(p[i_kde] if p else None, 4),
                  fmt_paper(p[i_ours] if p else None, 4)])
     counts = ", ".join(f"{m}: {g.n_runs(m)}" for m in ("teacher", "ocsvm", "kde"))
-    return [f"#### {g.label}", "", *_table(header, rows), "", f"Runs present: {counts}.", ""]
+    return [f"### {g.label}", "", *_table(header, rows), "", f"Runs present: {counts}.", ""]
 
 
 def _table3(groups: list[_Group], paper: dict) -> list[str]:
@@ -400,7 +400,7 @@ def _figure2_table(groups: list[_Group]) -> list[str]:
             rows.append([method, fmt_mean_std([r["auroc_last"] for r in runs]),
                          f"{np.mean([s[0] for s in st]):.4f}" if st else DASH,
                          f"{np.mean([s[1] for s in st]):.4f}" if st else DASH])
-        lines += [f"#### {g.label}, normal class {CLASS_NAMES[g.dataset][c]}", "", *_table(header, rows), ""]
+        lines += [f"### {g.label}, normal class {CLASS_NAMES[g.dataset][c]}", "", *_table(header, rows), ""]
     return lines
 
 
