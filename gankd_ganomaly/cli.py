@@ -201,7 +201,7 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
 
 def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     from .data import load_one_class
-    from .experiment import build_gan, load_model, make_hooks, run, save_json
+    from .experiment import build_gan, load_model, make_hooks, run
 
     _set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
@@ -223,12 +223,6 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
                     tensorboard=args.tensorboard)
     print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): "
           f"AUROC (last epoch) {record['auroc_last']:.4f}, {record['wall_s']:.1f}s; wrote {out}/")
-    if getattr(args, "save", None):  # legacy `train --save`
-        shutil.copyfile(out / "model.pt", args.save)
-        print(f"wrote {args.save}")
-    if getattr(args, "json", None):  # legacy `train --json`
-        save_json(args.json, record)
-        print(f"wrote {args.json}")
     return 0
 
 
@@ -469,18 +463,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="teacher or distill in one command (kept for compatibility)",
-                       description="Compatibility form of `teacher` / `distill`: --method teacher trains a teacher, "
-                                   "any other method a student.")
-    _add_run_options(p, distill=True)
-    for action in p._actions:
-        if action.dest == "method":
-            action.choices = [*action.choices, "teacher"]
-            action.help = "teacher (the default here), or a student method as for `distill`"
-    p.set_defaults(method="teacher")
-    p.add_argument("--save", metavar="CKPT", help="also copy the trained model.pt here")
-    p.add_argument("--json", metavar="PATH", help="also write the run record here")
-    p.set_defaults(func=cmd_distill)
     from .reproduce_cli import add_subcommands  # reproduce, report, prepare-cifar10
 
     add_subcommands(sub)

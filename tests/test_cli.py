@@ -161,17 +161,17 @@ def test_killed_run_resumes_with_resume_to_the_same_weights_and_metrics(teacher_
     assert record["auroc_last"] == json.loads((tmp_path / "full" / "record.json").read_text())["auroc_last"]
 
 
-def test_overwrite_and_legacy_train_command(teacher_run, tmp_path):
+def test_overwrite_and_a_teacherless_distill(teacher_run, tmp_path):
     out = tmp_path / "t"
     args = ["teacher", "--epochs", "1", "--batch-size", "64", "--teacher-widths", "2,2,2", "--out", str(out), "--quiet"]
     assert main(args) == 0
     assert main(args) == 1
     assert main([*args, "--overwrite"]) == 0
-    assert main(["train", "--method", "student-alone", "--epochs", "1", "--batch-size", "64", "--student-widths",
-                 "1,1,1", "--out", str(tmp_path / "legacy"), "--save", str(tmp_path / "s.pt"), "--json",
-                 str(tmp_path / "s.json"), "--quiet"]) == 0
-    assert torch.load(tmp_path / "s.pt", weights_only=True)["widths"] == [1, 1, 1]
-    assert json.loads((tmp_path / "s.json").read_text())["method"] == "student-alone"
+    alone = tmp_path / "alone"
+    assert main(["distill", "--method", "student-alone", "--epochs", "1", "--batch-size", "64", "--student-widths",
+                 "1,1,1", "--out", str(alone), "--quiet"]) == 0
+    assert torch.load(alone / "model.pt", weights_only=True)["widths"] == [1, 1, 1]
+    assert json.loads((alone / "record.json").read_text())["method"] == "student-alone"
 
 
 def test_tensorboard_is_optional_with_a_clear_error(tmp_path, capsys):
