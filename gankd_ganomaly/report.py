@@ -486,6 +486,40 @@ def _jpeg_effect(groups: list[_Group]) -> list[str]:
             "copy, same budget, seeds and classes:", "", *_table(header, rows), ""]
 
 
+CONTROLLED_FORMAT = "gankd-controlled-runs"
+
+
+def controlled_section(path: str | Path) -> list[str]:
+    """Markdown for a file of controlled runs (``results/gap_study.py`` writes one): one factor changed at a time.
+
+    Each run is named ``METHOD/VARIANT``; ``METHOD/base`` is the baseline its change is measured against (in AUROC
+    points). The spread column is max - min over the last evaluated epochs, to set each change against the
+    epoch-to-epoch swing of a single run.
+    """
+    study = json.loads(Path(path).read_text())
+    if study.get("format") != CONTROLLED_FORMAT:
+        raise ValueError(f"{path} is not a controlled-runs file (format {study.get('format')!r}, "
+                         f"expected {CONTROLLED_FORMAT!r})")
+    runs = study["runs"]
+    header = ["run", "change", "AUROC (last epoch)", "vs its base (pts)",
+              f"max - min over last {STABILITY_EPOCHS} evaluated", "wall s"]
+    rows = []
+    for name, r in runs.items():
+        method = name.split("/")[0]
+        base = runs.get(f"{method}/base")
+        delta = DASH if base is None or name == f"{method}/base" else f"{100 * (r['auroc_last'] - base['auroc_last']):+.2f}"
+        tail = r["auroc_per_epoch"][-STABILITY_EPOCHS:]
+        spread = f"{max(tail) - min(tail):.4f}" if len(tail) > 1 else DASH
+        rows.append([name, r["factor"], fmt_auroc(r["auroc_last"]), delta, spread, f"{r['wall_s']:.0f}"])
+    dataset = study["dataset"]
+    return ["## Controlled runs on the largest gaps", "",
+            f"{DATASET_LABELS.get(dataset, dataset)}, normal class {CLASS_NAMES[dataset][study['normal_class']]}, "
+            f"seed {study['seed']}, {study['test_images']} test images; baseline: {study['baseline']}. "
+            f"{study['protocol'][0].upper()}{study['protocol'][1:]}. From `{path}`, written by `{study['command']}`. "
+            "One class and one seed: a change smaller than the run's own epoch-to-epoch spread is not a finding.",
+            "", *_table(header, rows), ""]
+
+
 def _span(values: Sequence[int]) -> str:
     return DASH if not values else str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
 
@@ -569,8 +603,12 @@ def _header(records: list[dict], by_budget: dict[str, list[_Group]], paper: dict
 
 
 def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | Path = "docs/results.md",
-                 plots_dir: str | Path | None = "docs/figures", *, command: str | None = None) -> dict:
-    """Write the markdown report (and Figure-2 PNGs unless ``plots_dir`` is None); returns what was written."""
+                 plots_dir: str | Path | None = "docs/figures", *, command: str | None = None,
+                 controlled: Sequence[str | Path] = ()) -> dict:
+    """Write the markdown report (and Figure-2 PNGs unless ``plots_dir`` is None); returns what was written.
+
+    ``controlled``: files of controlled runs (:func:`controlled_section`), each rendered as a section at the end.
+    """
     dirs = [records_dir] if isinstance(records_dir, (str, Path)) else list(records_dir)
     records = load_records(dirs)
     paper = paper_figures()
@@ -638,6 +676,8 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
                           "The paper's Figure 2 shows automobile (CIFAR-10), 5 (MNIST) and bag (Fashion-MNIST). "
                           "A method evaluated only at its last epoch (the teacher under the `cpu` budget) is drawn "
                           "as a dashed reference line.", "", *figs]
+    for path in controlled:
+        lines += controlled_section(path)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     from gankd import atomic_write_text
 

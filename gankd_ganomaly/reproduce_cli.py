@@ -99,7 +99,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    result = write_report(args.records, args.out, None if args.no_plots else args.plots_dir, command=_command_line())
+    result = write_report(args.records, args.out, None if args.no_plots else args.plots_dir, command=_command_line(),
+                          controlled=args.controlled)
     print(f"wrote {result['markdown']} from {result['records']} record(s)"
           + (f" and {len(result['plots'])} plot(s): {', '.join(result['plots'])}" if result["plots"] else ""))
     return 0
@@ -158,6 +159,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="docs/results.md", help="markdown file to write")
     p.add_argument("--plots-dir", default="docs/figures", help="where the Figure-2 PNGs go")
     p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    p.add_argument("--controlled", nargs="*", default=[], metavar="JSON",
+                   help="files of controlled one-factor runs (results/gap_study.py writes one) to add as a section")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("prepare-cifar10", help="write CIFAR-10 python batches from the JPEG copy or the "

@@ -171,6 +171,32 @@ def test_report_tables_hold_the_records_numbers(sweep, tmp_path):
     assert f"](figures/fig2_digits_c{CLASS}_smoke.png)" in md
 
 
+def test_report_renders_controlled_runs_against_their_base(tmp_path):
+    study = {"format": "gankd-controlled-runs", "dataset": "mnist", "normal_class": 8, "seed": 0,
+             "baseline": "cpu budget", "command": "python results/gap_study.py", "test_images": 10000,
+             "protocol": "one factor changed at a time",
+             "runs": {"teacher/base": {"factor": "baseline", "auroc_last": 0.78, "auroc_per_epoch": [0.78],
+                                       "wall_s": 90.0},
+                      "teacher/lr-0.002": {"factor": "lr 2e-3", "auroc_last": 0.8125, "auroc_per_epoch": [0.8125],
+                                           "wall_s": 91.0},
+                      "P-KDGAN-II-23/base": {"factor": "baseline", "auroc_last": 0.655, "wall_s": 130.0,
+                                             "auroc_per_epoch": [0.5, 0.9, 0.6, 0.7, 0.655, 0.655]}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    md_path = tmp_path / "results.md"
+    (tmp_path / "none").mkdir()
+    assert reproduce_cli.main(["report", "--records", str(tmp_path / "none"), "--out", str(md_path), "--no-plots",
+                               "--controlled", str(path)]) == 0
+    md = md_path.read_text()
+    assert "## Controlled runs on the largest gaps" in md and "normal class 8" in md
+    assert "| teacher/lr-0.002 | lr 2e-3 | 0.8125 | +3.25 | — | 91 |" in md
+    assert "| P-KDGAN-II-23/base | baseline | 0.6550 | — | 0.3000 | 130 |" in md  # spread of the last 5 epochs
+    path.write_text(json.dumps({**study, "format": "something else"}))
+    with pytest.raises(ValueError, match="not a controlled-runs file"):
+        reproduce_cli.main(["report", "--records", str(tmp_path / "none"), "--out", str(md_path), "--no-plots",
+                            "--controlled", str(path)])
+
+
 def test_records_of_another_budget_are_not_mixed(sweep):
     from gankd_ganomaly.sweep import SweepError
 
