@@ -492,8 +492,8 @@ CONTROLLED_FORMAT = "gankd-controlled-runs"
 def controlled_section(path: str | Path) -> list[str]:
     """Markdown for a file of controlled runs (``results/gap_study.py`` writes one): one factor changed at a time.
 
-    Each run is named ``METHOD/VARIANT``; ``METHOD/base`` is the baseline its change is measured against (in AUROC
-    points). The spread column is max - min over the last evaluated epochs, to set each change against the
+    Each run is named ``METHOD/VARIANT``; its change is measured (in AUROC points) against the run named by its
+    ``base`` field, by default ``METHOD/base``. The spread column is max - min over the last evaluated epochs, to set each change against the
     epoch-to-epoch swing of a single run.
     """
     study = json.loads(Path(path).read_text())
@@ -506,8 +506,9 @@ def controlled_section(path: str | Path) -> list[str]:
     rows = []
     for name, r in runs.items():
         method = name.split("/")[0]
-        base = runs.get(f"{method}/base")
-        delta = DASH if base is None or name == f"{method}/base" else f"{100 * (r['auroc_last'] - base['auroc_last']):+.2f}"
+        base_name = r.get("base", f"{method}/base")
+        base = runs.get(base_name)
+        delta = DASH if base is None or name == base_name else f"{100 * (r['auroc_last'] - base['auroc_last']):+.2f}"
         tail = r["auroc_per_epoch"][-STABILITY_EPOCHS:]
         spread = f"{max(tail) - min(tail):.4f}" if len(tail) > 1 else DASH
         rows.append([name, r["factor"], fmt_auroc(r["auroc_last"]), delta, spread, f"{r['wall_s']:.0f}"])

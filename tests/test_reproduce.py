@@ -180,7 +180,9 @@ def test_report_renders_controlled_runs_against_their_base(tmp_path):
                       "teacher/lr-0.002": {"factor": "lr 2e-3", "auroc_last": 0.8125, "auroc_per_epoch": [0.8125],
                                            "wall_s": 91.0},
                       "P-KDGAN-II-23/base": {"factor": "baseline", "auroc_last": 0.655, "wall_s": 130.0,
-                                             "auroc_per_epoch": [0.5, 0.9, 0.6, 0.7, 0.655, 0.655]}}}
+                                             "auroc_per_epoch": [0.5, 0.9, 0.6, 0.7, 0.655, 0.655]},
+                      "P-KDGAN-II-24": {"factor": "method", "base": "P-KDGAN-II-23/base", "auroc_last": 0.7,
+                                        "auroc_per_epoch": [0.7], "wall_s": 120.0}}}
     path = tmp_path / "study.json"
     path.write_text(json.dumps(study))
     md_path = tmp_path / "results.md"
@@ -191,6 +193,7 @@ def test_report_renders_controlled_runs_against_their_base(tmp_path):
     assert "## Controlled runs on the largest gaps" in md and "normal class 8" in md
     assert "| teacher/lr-0.002 | lr 2e-3 | 0.8125 | +3.25 | — | 91 |" in md
     assert "| P-KDGAN-II-23/base | baseline | 0.6550 | — | 0.3000 | 130 |" in md  # spread of the last 5 epochs
+    assert "| P-KDGAN-II-24 | method | 0.7000 | +4.50 |" in md  # against the base it names
     path.write_text(json.dumps({**study, "format": "something else"}))
     with pytest.raises(ValueError, match="not a controlled-runs file"):
         reproduce_cli.main(["report", "--records", str(tmp_path / "none"), "--out", str(md_path), "--no-plots",
