@@ -6,11 +6,13 @@
     python benchmarks/run.py --threads 1,2 --channels-last --compile  # also the channels_last/compile switches
 
 Writes ``<out>/<section>.json`` (default ``benchmarks/results``) and ``<out>/summary.json`` (the
-headline checks and the printed tables). See benchmarks/README.md for what each section measures.
+headline checks and the printed tables). ``--sections`` re-runs some sections: the summary then also takes the
+other sections' figures from the JSON files already in ``<out>`` and names the commands that wrote them. See benchmarks/README.md for what each section measures.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import traceback
@@ -87,6 +89,20 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _earlier_sections(out: Path, skip: list[str]) -> dict[str, tuple[dict, str]]:
+    """Sections written by earlier runs into ``out`` (JSON and printed table), except those in ``skip``."""
+    try:
+        tables = json.loads((out / "summary.json").read_text()).get("tables", {})
+    except (OSError, ValueError):
+        tables = {}
+    found = {}
+    for name in SECTIONS:
+        path = out / f"{name}.json"
+        if name not in skip and path.exists():
+            found[name] = (json.loads(path.read_text()), tables.get(name, ""))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = build_config(args)
@@ -122,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         path = write_json(args.out, name, doc)
         docs[name], texts[name] = doc, text
         print(f"\n{text}\n(wrote {path}, {doc['seconds']} s)", flush=True)
+    ran = list(docs)
+    earlier = _earlier_sections(args.out, skip=ran)  # a partial re-run keeps the other sections' figures
+    for name, (doc, text) in earlier.items():
+        docs[name], texts[name] = doc, text
     summary, summary_text = headline(docs)
     summary.update({"command": command_line(), "mode": "quick" if cfg.quick else "full", "threads": cfg.threads,
-                    "sections": list(docs), "failed_sections": failed, "machine": machine_info(),
-                    "tables": texts})
+                    "sections": ran, "sections_from_earlier_runs": {n: d.get("command") for n, (d, _) in earlier.items()},
+                    "failed_sections": failed, "machine": machine_info(), "tables": texts})
     path = write_json(args.out, "summary", summary)
     print(f"\n{summary_text}\n(wrote {path})")
     if cfg.quick:
