@@ -475,81 +475,96 @@ def _try_first_call(fn, n: int = 1) -> tuple[float | None, str | None]:
 
 
 def switches(cfg: Config) -> tuple[dict, str]:
-    ds, batch = cfg.train_datasets[0], cfg.teacher_batch
-    doc = _doc("switches", f"channels_last and torch.compile vs eager, alternately measured: teacher and KDGAN-2 "
-               f"training steps ({ds}, batch {batch}) and scoring at batch 256 (teacher and student). A switch "
-               "that fails is reported as 'unsupported' with its error.", cfg, results=[])
-    variants = ["eager"] + (["channels_last"] if cfg.channels_last else []) + (["compile"] if cfg.compile else [])
+    batch = cfg.teacher_batch
+    doc = _doc("switches", f"channels_last and torch.compile vs eager, alternately measured, per training dataset: "
+               f"teacher, student-alone and KDGAN-2 training steps (batch {batch}) and scoring at batch 256 (teacher "
+               "and student). 'channels_last': every network channels-last; 'channels_last_auto': only the networks "
+               "the library's channels_last='auto' picks (widths all >= 8), measured where that differs from all and "
+               "from none. A switch that fails is reported as 'unsupported' with its error.", cfg, results=[])
     rows = []
     for threads in cfg.threads:
         set_threads(threads)
-        base = build_models(ds)
-        # training
-        for stage in ("teacher", "KDGAN-2"):
-            contenders, notes = {}, {}
-            for v in variants:
-                models = base.copy(channels_last=(v == "channels_last"))
-                if v == "compile":
-                    models = _compile_models(models)
-                source = BatchSource(base.channels, batch, channels_last=(v == "channels_last"))
-                fn = engine_runner(models, stage, source)
-                first, err = _try_first_call(fn)
-                notes[v] = {"first_call_s": first, "error": err}
-                if err is None:
-                    contenders[v] = fn
-                cfg.log(f"  switches train {stage} {v}: first call {first if first is None else round(first, 2)} s"
-                        f"{' ' + err if err else ''}")
-            m = alternate(contenders, cfg.budget) if contenders else {}
-            for v in variants:
-                res = m.get(v)
-                speed = paired_ratio(m["eager"], res)["median"] if res and "eager" in m else None
-                doc["results"].append({"threads": threads, "workload": f"train {stage}", "dataset": ds,
-                                       "batch": batch, "variant": v, "step_s": res, **notes[v],
-                                       "speedup_over_eager": speed})
-                rows.append([threads, f"train {stage} b{batch}", v,
-                             res["median"] * MS if res else notes[v]["error"], f"{speed:.2f}x" if speed else "-",
-                             notes[v]["first_call_s"] or "-"])
-        # scoring: the eager nn.Module with each switch, and the exported model in both layouts
-        hooks = base.hooks
-        score_variants = variants + (["export_nchw", "export_channels_last"] if cfg.channels_last else [])
-        for who in ("teacher", "student"):
-            contenders, notes = {}, {}
-            for v in score_variants:
-                cl = v in ("channels_last", "export_channels_last")
-                gan = getattr(base.copy(channels_last=(v == "channels_last")), who)
-                _settle_bn(gan, base.channels, 1)
-                x = random_images(256, base.channels, seed=7, channels_last=cl)
-                score: Callable[[torch.Tensor], Any] = lambda x, gan=gan: hooks.score(gan, x)  # noqa: E731
-                if v == "compile":
-                    gan.generator = torch.compile(gan.generator)
-                elif v.startswith("export_"):
-                    from gankd_ganomaly.export import to_torchscript
-
-                    score = to_torchscript(gan, base.channels, channels_last=cl)
-
-                def make(score=score, x=x):
-                    def run(n: int) -> None:
-                        with torch.inference_mode():
-                            for _ in range(n):
-                                score(x)
-                    return run
-                fn = make()
-                first, err = _try_first_call(fn)
-                notes[v] = {"first_call_s": first, "error": err}
-                if err is None:
-                    contenders[v] = fn
-            m = alternate(contenders, cfg.budget) if contenders else {}
-            for v in score_variants:
-                res = m.get(v)
-                speed = paired_ratio(m["eager"], res)["median"] if res and "eager" in m else None
-                doc["results"].append({"threads": threads, "workload": f"score {who}", "dataset": ds, "batch": 256,
-                                       "variant": v, "call_s": res, **notes[v], "speedup_over_eager": speed})
-                rows.append([threads, f"score {who} b256", v, res["median"] * MS if res else notes[v]["error"],
-                             f"{speed:.2f}x" if speed else "-", notes[v]["first_call_s"] or "-"])
+        for ds in cfg.train_datasets:
+            base = build_models(ds)
+            auto = base.auto_channels_last()
+            # training
+            for stage in ("teacher", "student-alone", "KDGAN-2"):
+                used = {"teacher": ("teacher",), "student-alone": ("student",)}.get(stage, ("teacher", "student"))
+                auto_used = tuple(w for w in auto if w in used)
+                variants = (["eager"] + (["channels_last"] if cfg.channels_last else [])
+                            + (["channels_last_auto"] if cfg.channels_last and 0 < len(auto_used) < len(used) else [])
+                            + (["compile"] if cfg.compile else []))
+                contenders, notes = {}, {}
+                for v in variants:
+                    models = base.copy(channels_last={"channels_last": True, "channels_last_auto": auto}.get(v, False))
+                    if v == "compile":
+                        models = _compile_models(models)
+                    source = BatchSource(base.channels, batch)  # standard-layout images, as the library feeds them
+                    fn = engine_runner(models, stage, source)
+                    first, err = _try_first_call(fn)
+                    notes[v] = {"first_call_s": first, "error": err}
+                    if err is None:
+                        contenders[v] = fn
+                    cfg.log(f"  switches {ds} train {stage} {v}: first call "
+                            f"{first if first is None else round(first, 2)} s{' ' + err if err else ''}")
+                m = alternate(contenders, cfg.budget) if contenders else {}
+                for v in variants:
+                    res = m.get(v)
+                    speed = paired_ratio(m["eager"], res)["median"] if res and "eager" in m else None
+                    doc["results"].append({"threads": threads, "workload": f"train {stage}", "dataset": ds,
+                                           "batch": batch, "variant": v, "step_s": res, **notes[v],
+                                           "channels_last_networks": list(auto_used) if v == "channels_last_auto"
+                                           else None, "speedup_over_eager": speed})
+                    rows.append([threads, ds, f"train {stage} b{batch}", v,
+                                 res["median"] * MS if res else notes[v]["error"], f"{speed:.2f}x" if speed else "-",
+                                 notes[v]["first_call_s"] or "-"])
+            rows += _switches_scoring(cfg, base, doc, threads)
     _finish(doc)
-    text = table(["thr", "workload", "variant", "ms", "vs eager", "first call s"], rows,
-                 title=f"Switches ({ds}): channels_last / torch.compile vs eager")
+    text = table(["thr", "dataset", "workload", "variant", "ms", "vs eager", "first call s"], rows,
+                 title="Switches: channels_last / torch.compile vs eager")
     return doc, text
+
+
+def _switches_scoring(cfg: Config, base: Models, doc: dict, threads: int) -> list[list]:
+    """Scoring at batch 256: the eager nn.Module with each switch, and the exported model in both layouts."""
+    hooks, ds, rows = base.hooks, base.dataset, []
+    variants = (["eager"] + (["channels_last"] if cfg.channels_last else []) + (["compile"] if cfg.compile else [])
+                + (["export_nchw", "export_channels_last"] if cfg.channels_last else []))
+    for who in ("teacher", "student"):
+        contenders, notes = {}, {}
+        for v in variants:
+            cl = v in ("channels_last", "export_channels_last")
+            gan = getattr(base.copy(channels_last=(v == "channels_last")), who)
+            _settle_bn(gan, base.channels, 1)
+            x = random_images(256, base.channels, seed=7, channels_last=cl)
+            score: Callable[[torch.Tensor], Any] = lambda x, gan=gan: hooks.score(gan, x)  # noqa: E731
+            if v == "compile":
+                gan.generator = torch.compile(gan.generator)
+            elif v.startswith("export_"):
+                from gankd_ganomaly.export import to_torchscript
+
+                score = to_torchscript(gan, base.channels, channels_last=cl)
+
+            def make(score=score, x=x):
+                def run(n: int) -> None:
+                    with torch.inference_mode():
+                        for _ in range(n):
+                            score(x)
+                return run
+            fn = make()
+            first, err = _try_first_call(fn)
+            notes[v] = {"first_call_s": first, "error": err}
+            if err is None:
+                contenders[v] = fn
+        m = alternate(contenders, cfg.budget) if contenders else {}
+        for v in variants:
+            res = m.get(v)
+            speed = paired_ratio(m["eager"], res)["median"] if res and "eager" in m else None
+            doc["results"].append({"threads": threads, "workload": f"score {who}", "dataset": ds, "batch": 256,
+                                   "variant": v, "call_s": res, **notes[v], "speedup_over_eager": speed})
+            rows.append([threads, ds, f"score {who} b256", v, res["median"] * MS if res else notes[v]["error"],
+                         f"{speed:.2f}x" if speed else "-", notes[v]["first_call_s"] or "-"])
+    return rows
 
 
 SECTIONS: dict[str, Callable[[Config], tuple[dict, str]]] = {

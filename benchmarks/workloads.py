@@ -51,12 +51,21 @@ class Models:
     def channels(self) -> int:
         return self.hooks.in_channels
 
-    def copy(self, channels_last: bool = False) -> "Models":
+    def copy(self, channels_last: bool | tuple[str, ...] = False) -> "Models":
+        """Deep copies; ``channels_last``: True, or the networks ("teacher", "student") to store channels-last."""
         teacher, student = copy.deepcopy(self.teacher), copy.deepcopy(self.student)
-        if channels_last:
-            teacher.to(memory_format=torch.channels_last)
-            student.to(memory_format=torch.channels_last)
+        names = ("teacher", "student") if channels_last is True else channels_last or ()
+        for who, gan in (("teacher", teacher), ("student", student)):
+            if who in names:
+                gan.to(memory_format=torch.channels_last)
         return Models(self.dataset, self.hooks, teacher, student)
+
+    def auto_channels_last(self) -> tuple[str, ...]:
+        """The networks the library's ``channels_last="auto"`` stores channels-last."""
+        from gankd_ganomaly.experiment import RunConfig, channels_last_networks
+
+        return channels_last_networks(RunConfig(dataset=self.dataset), {"teacher": TEACHER_WIDTHS,
+                                                                         "student": STUDENT_WIDTHS[self.dataset]})
 
 
 def build_models(dataset: str, seed: int = 0) -> Models:

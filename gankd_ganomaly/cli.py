@@ -53,7 +53,7 @@ def _widths_arg(text: str) -> list[int]:
 # flag dest -> RunConfig field; flags default to SUPPRESS so only the ones given override the config.
 CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr", "beta1", "seed", "bn_mode",
                 "eval_every", "eval_batch_size", "teacher_widths", "student_widths", "data_root", "download",
-                "device", "teacher_checkpoint")
+                "device", "teacher_checkpoint", "channels_last", "compile")
 
 
 def config_data(args: argparse.Namespace, base: dict | None = None, forced: dict | None = None) -> dict:
@@ -133,7 +133,19 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     o.add_argument("--overwrite", action="store_true", help="start afresh in an output folder that holds a run")
     o.add_argument("--tensorboard", action="store_true",
                    help="also log scalars to DIR/tensorboard (needs the tensorboard package)")
+    o.add_argument("--channels-last", dest="channels_last", choices=("auto", True, False), default=S,
+                   type=_on_off_auto, metavar="{auto,on,off}",
+                   help="train convolutions channels-last: 'auto' (default) for networks whose widths are all >= 8")
+    o.add_argument("--compile", action="store_const", const=True, default=S,
+                   help="torch.compile the networks (about a minute of compiling first; see benchmarks/README.md)")
     _add_exec_options(o)
+
+
+def _on_off_auto(value: str) -> bool | str:
+    choices = {"on": True, "off": False, "auto": "auto"}
+    if value not in choices:
+        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {value!r}")
+    return choices[value]
 
 
 def _add_data_options(g: argparse._ArgumentGroup) -> None:

@@ -78,6 +78,8 @@ class RunConfig:
     data_root: str | None = None
     download: bool = False
     device: str = "cpu"
+    channels_last: bool | str = "auto"   # "auto": channels-last for networks whose widths are all >= 8
+    compile: bool = False                # torch.compile every network (pays off only for long runs)
     teacher_checkpoint: str | None = None
 
     def __post_init__(self) -> None:
@@ -104,8 +106,11 @@ class RunConfig:
         self.beta1 = _number("beta1", self.beta1)
         if not 0 <= self.beta1 < 1:
             raise ConfigError(f"beta1 must be in [0, 1), got {self.beta1!r}")
-        if not isinstance(self.download, bool):
-            raise ConfigError(f"download must be true or false, got {self.download!r}")
+        for name in ("download", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.channels_last, bool) and self.channels_last != "auto":
+            raise ConfigError(f"channels_last must be true, false or 'auto', got {self.channels_last!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be a torch device name such as 'cpu' or 'cuda', got {self.device!r}")
         for name in _OPTIONAL_STR_FIELDS:
@@ -283,10 +288,27 @@ def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict
     return result
 
 
+# how a run executes, not what it computes: a run may resume with other values
+EXECUTION_FIELDS = ("channels_last", "compile")
+
+
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``["epochs: 2 -> 3", ...]`` for every key whose value differs between two config dicts."""
-    keys = list(dict.fromkeys([*saved, *current]))
+    """``["epochs: 2 -> 3", ...]`` for every key whose value differs between two config dicts
+    (:data:`EXECUTION_FIELDS` aside)."""
+    keys = [k for k in dict.fromkeys([*saved, *current]) if k not in EXECUTION_FIELDS]
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def channels_last_networks(cfg: RunConfig, widths: Mapping[str, Sequence[int]]) -> tuple[str, ...]:
+    """Which of the engine's networks (``{"teacher": widths, "student": widths}``) train channels-last.
+
+    ``"auto"`` picks channels-last for networks whose widths are all >= 8 (the teacher, the CIFAR-10
+    student), the layout that wins in ``benchmarks/`` (section ``switches``); the 1-4-channel
+    MNIST / Fashion-MNIST students stay in the standard layout, where channels-last is slower.
+    """
+    if cfg.channels_last == "auto":
+        return tuple(who for who, w in widths.items() if min(w) >= 8)
+    return tuple(widths) if cfg.channels_last else ()
 
 
 def make_hooks(cfg: RunConfig) -> GanomalyHooks:
@@ -476,8 +498,11 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     if verbose:
         all_callbacks.append(auto_progress(prefix=log_prefix))
     all_callbacks += list(callbacks)
+    widths = {who: w for who, gan, w in (("teacher", engine_teacher, cfg.teacher_widths),
+                                         ("student", engine_student, cfg.student_widths)) if gan is not None}
     engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
-                                metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"})
+                                metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"},
+                                channels_last=channels_last_networks(cfg, widths), compile=cfg.compile)
     batches = ShuffledBatches(data.train, cfg.batch_size, seed=cfg.seed)
     start = time.perf_counter()
     history = engine.fit(schedule, batches, resume=ckpt)

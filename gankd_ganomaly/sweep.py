@@ -399,7 +399,7 @@ def _check_budget(where: str, budget_name: Any, spec: Any, budget: Budget) -> No
 
 def _teacher_config(cfg: RunConfig) -> dict:
     d = cfg.to_dict()
-    for volatile in ("device", "data_root", "download", "teacher_checkpoint"):
+    for volatile in ("device", "data_root", "download", "teacher_checkpoint", "channels_last", "compile"):
         d.pop(volatile, None)
     return d
 

@@ -255,3 +255,23 @@ def test_bad_config_files_and_overrides(tmp_path, capsys):
         RunConfig(lr=-0.1)
     assert RunConfig(lr="2e-4").lr == 2e-4  # YAML reads 2e-4 as a string: accepted as a number
     assert not Path("unused").exists()
+
+
+def test_speed_switches_in_the_run_config():
+    from gankd_ganomaly.experiment import channels_last_networks, config_differences
+
+    with pytest.raises(ConfigError, match="channels_last must be true, false or 'auto', got 'yes'"):
+        RunConfig(channels_last="yes")
+    with pytest.raises(ConfigError, match="compile must be true or false, got 1"):
+        RunConfig(compile=1)
+    widths = {"teacher": (64, 128, 256), "student": (2, 4, 8)}
+    assert channels_last_networks(RunConfig(), widths) == ("teacher",)  # auto: widths all >= 8
+    assert channels_last_networks(RunConfig(), {"student": (8, 16, 64)}) == ("student",)
+    assert channels_last_networks(RunConfig(channels_last=True), widths) == ("teacher", "student")
+    assert channels_last_networks(RunConfig(channels_last=False), widths) == ()
+    # how a run executes is not what it computes: a checkpoint resumes with other switches, not another lr
+    saved = RunConfig().to_dict()
+    assert config_differences(saved, RunConfig(channels_last=False, compile=True).to_dict()) == []
+    assert config_differences(saved, RunConfig(lr=0.1).to_dict()) == ["lr: 0.002 -> 0.1"]
+    old = {k: v for k, v in saved.items() if k not in ("channels_last", "compile")}  # written before the switches
+    assert config_differences(old, saved) == []
