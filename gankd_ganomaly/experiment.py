@@ -303,7 +303,7 @@ def channels_last_networks(cfg: RunConfig, widths: Mapping[str, Sequence[int]]) 
     """Which of the engine's networks (``{"teacher": widths, "student": widths}``) train channels-last.
 
     ``"auto"`` picks channels-last for networks whose widths are all >= 8 (the teacher, the CIFAR-10
-    student), the layout that wins in ``benchmarks/`` (section ``switches``); the 1-4-channel
+    student), the layout that wins in ``benchmarks/`` (section ``switches``); the narrow (1-8-channel)
     MNIST / Fashion-MNIST students stay in the standard layout, where channels-last is slower.
     """
     if cfg.channels_last == "auto":
