@@ -253,6 +253,41 @@ def wilcoxon_gain(g: _Group, a: str = "P-KDGAN-II-23", b: str = "student-alone")
     return out
 
 
+def stage_end_aurocs(g: _Group, method: str = "P-KDGAN-II-23") -> list[tuple[str, float, int]]:
+    """[(structure, AUROC at the stage's last epoch, classes)] for each stage of ``method``: mean over classes of
+    per-class seed means; a stage whose last epoch was not evaluated in every run is left out."""
+    per_stage: dict[int, tuple[str, dict[int, list[float]]]] = {}
+    for c, by_seed in g.runs.get(method, {}).items():
+        for r in by_seed.values():
+            end = 0
+            for i, stage in enumerate((r.get("schedule") or {}).get("stages", [])):
+                end += int(stage["epochs"])
+                aurocs = r.get("auroc_per_epoch") or []
+                value = aurocs[end - 1] if end <= len(aurocs) else None
+                name, seen = per_stage.setdefault(i, (stage["structure"]["name"], defaultdict(list)))
+                seen[c].append(value)
+    out = []
+    for i in sorted(per_stage):
+        name, seen = per_stage[i]
+        if all(v is not None for vs in seen.values() for v in vs):
+            out.append((name, float(np.mean([np.mean(vs) for vs in seen.values()])), len(seen)))
+    return out
+
+
+def _stage_table(groups: list[_Group], method: str = "P-KDGAN-II-23") -> list[str]:
+    rows = [(g.label, stage_end_aurocs(g, method), g.class_mean("student-alone")[0]) for g in groups]
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return []
+    n = max(len(r[1]) for r in rows)
+    head = ["dataset", *[f"end of stage {i + 1}" for i in range(n)], "student-alone"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, stages, alone in rows:
+        cells = [f"{a:.4f} ({name}, {k} cl.)" for name, a, k in stages] + ["—"] * (n - len(stages))
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {fmt_auroc(alone)} |")
+    return out
+
+
 def _gain_sentence(g: _Group, w: dict, paper_gain: float | None) -> str:
     paper = (f" The paper claims a gain of {paper_gain:.2f} points (Table 4: student-alone drop minus "
              f"P-KDGAN drop)." if paper_gain is not None else " The paper gives no figure for this dataset.")
@@ -658,6 +693,11 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
             lines += [f"- {_gain_sentence(g, w, paper_gain)}"]
         lines += ["", "Per class: mean over the seeds where both runs exist; \"reproduced\" requires a positive mean "
                   f"gain with one-sided p < {ALPHA}.", ""]
+        stage_rows = _stage_table(groups)
+        if stage_rows:
+            lines += ["Where the P-KDGAN-II-23 student stands at the end of each stage (AUROC of the stage's last "
+                      "epoch, mean over classes of per-class seed means), next to the student trained alone:", "",
+                      *stage_rows, ""]
         lines += _jpeg_effect(groups)
         if plots_dir is not None:
             figs = []

@@ -166,6 +166,11 @@ def test_report_tables_hold_the_records_numbers(sweep, tmp_path):
     assert fmt_mean_std(seeds("P-KDGAN-II-23")) in _row(md, "P-KDGAN-II-23", after="Figure-2 classes")
     gain = np.mean(seeds("P-KDGAN-II-23")) - np.mean(seeds("student-alone"))
     assert f"{100 * gain:+.2f} AUROC points over 1 class(es)" in md and "gain not reproduced" in md
+    # the P-KDGAN student at the end of each stage: the stage's last evaluated epoch, mean over seeds
+    pk_epochs = [recs[("P-KDGAN-II-23", s)]["auroc_per_epoch"] for s in SEEDS]
+    stage_row = _row(md, "digits (scikit-learn)", after="end of each stage")
+    assert f"| {np.mean([a[0] for a in pk_epochs]):.4f} (KDGAN-2, 1 cl.) |" in stage_row
+    assert f"| {np.mean([a[1] for a in pk_epochs]):.4f} (KDGAN-3, 1 cl.) |" in stage_row
     assert "`smoke`" in md and "pytest sweep" in md and "Batch norm at test time:** eval" in md
     assert (plots / f"fig2_digits_c{CLASS}_smoke.png").stat().st_size > 1000
     assert f"](figures/fig2_digits_c{CLASS}_smoke.png)" in md
