@@ -86,13 +86,13 @@ def random_images(n: int, channels: int, seed: int = 0, channels_last: bool = Fa
 class BatchSource:
     """``batches(n)``: a re-iterable of exactly ``n`` shuffled in-memory batches (the real data pipeline)."""
 
-    def __init__(self, channels: int, batch: int, channels_last: bool = False, seed: int = 0) -> None:
-        self.channels, self.batch, self.channels_last, self.seed = channels, batch, channels_last, seed
+    def __init__(self, channels: int, batch: int, seed: int = 0) -> None:
+        self.channels, self.batch, self.seed = channels, batch, seed
         self._cache: dict[int, ShuffledBatches] = {}
 
     def batches(self, n: int) -> ShuffledBatches:
         if n not in self._cache:
-            images = random_images(n * self.batch, self.channels, self.seed, self.channels_last)
+            images = random_images(n * self.batch, self.channels, self.seed)
             self._cache[n] = ShuffledBatches(images, self.batch, seed=self.seed, drop_last=True)
         return self._cache[n]
 

@@ -137,7 +137,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
                    type=_on_off_auto, metavar="{auto,on,off}",
                    help="train convolutions channels-last: 'auto' (default) for networks whose widths are all >= 8")
     o.add_argument("--compile", action="store_const", const=True, default=S,
-                   help="torch.compile the networks (about a minute of compiling first; see benchmarks/README.md)")
+                   help="torch.compile the networks (30-50 s of compiling first; no gain measured on CPU, see benchmarks/README.md)")
     _add_exec_options(o)
 
 
