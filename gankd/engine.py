@@ -87,13 +87,11 @@ class DistillationEngine:
         self.device = torch.device(device)
         self.teacher = teacher.to(self.device) if teacher is not None else None
         self.student = student.to(self.device) if student is not None else None
-        self.channels_last = _who(channels_last, "channels_last")
-        for who in self.channels_last:
+        for who in _who(channels_last, "channels_last"):
             gan = getattr(self, who)
             if gan is not None:
                 gan.to(memory_format=torch.channels_last)
-        self.compiled = bool(compile)
-        if self.compiled:
+        if compile:
             for gan in (self.teacher, self.student):
                 if gan is not None:
                     gan.generator.compile()

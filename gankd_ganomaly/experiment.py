@@ -498,8 +498,8 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     if verbose:
         all_callbacks.append(auto_progress(prefix=log_prefix))
     all_callbacks += list(callbacks)
-    widths = {who: w for who, gan, w in (("teacher", engine_teacher, cfg.teacher_widths),
-                                         ("student", engine_student, cfg.student_widths)) if gan is not None}
+    widths = {who: gan.generator.widths for who, gan in (("teacher", engine_teacher), ("student", engine_student))
+              if gan is not None}  # the networks' own widths: a teacher passed in may differ from cfg.teacher_widths
     engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
                                 metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"},
                                 channels_last=channels_last_networks(cfg, widths), compile=cfg.compile)

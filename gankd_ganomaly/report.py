@@ -259,13 +259,11 @@ def stage_end_aurocs(g: _Group, method: str = "P-KDGAN-II-23") -> list[tuple[str
     per_stage: dict[int, tuple[str, dict[int, list[float]]]] = {}
     for c, by_seed in g.runs.get(method, {}).items():
         for r in by_seed.values():
-            end = 0
+            end, aurocs = 0, r.get("auroc_per_epoch") or []
             for i, stage in enumerate((r.get("schedule") or {}).get("stages", [])):
                 end += int(stage["epochs"])
-                aurocs = r.get("auroc_per_epoch") or []
                 value = aurocs[end - 1] if end <= len(aurocs) else None
-                name, seen = per_stage.setdefault(i, (stage["structure"]["name"], defaultdict(list)))
-                seen[c].append(value)
+                per_stage.setdefault(i, (stage["structure"]["name"], defaultdict(list)))[1][c].append(value)
     out = []
     for i in sorted(per_stage):
         name, seen = per_stage[i]

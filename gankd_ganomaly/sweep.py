@@ -40,7 +40,7 @@ import gankd
 
 from .baselines import BASELINES, run_baseline
 from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, load_one_class
-from .experiment import METHODS, RunConfig, run
+from .experiment import EXECUTION_FIELDS, METHODS, RunConfig, run
 from .hooks import GanomalyHooks
 
 RECORD_FORMAT = "gankd-reproduce-record"
@@ -399,7 +399,7 @@ def _check_budget(where: str, budget_name: Any, spec: Any, budget: Budget) -> No
 
 def _teacher_config(cfg: RunConfig) -> dict:
     d = cfg.to_dict()
-    for volatile in ("device", "data_root", "download", "teacher_checkpoint", "channels_last", "compile"):
+    for volatile in ("device", "data_root", "download", "teacher_checkpoint", *EXECUTION_FIELDS):
         d.pop(volatile, None)
     return d
 

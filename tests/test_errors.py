@@ -275,3 +275,13 @@ def test_speed_switches_in_the_run_config():
     assert config_differences(saved, RunConfig(lr=0.1).to_dict()) == ["lr: 0.002 -> 0.1"]
     old = {k: v for k, v in saved.items() if k not in ("channels_last", "compile")}  # written before the switches
     assert config_differences(old, saved) == []
+    # the command line: --channels-last on|off|auto and --compile reach the config; anything else is refused
+    from gankd_ganomaly.cli import build_parser, resolve_config
+
+    parser = build_parser()
+    for flag, value in (("on", True), ("off", False), ("auto", "auto")):
+        cfg = resolve_config(parser.parse_args(["teacher", "--channels-last", flag, "--compile"]))
+        assert cfg.channels_last == value and cfg.compile is True
+    assert resolve_config(parser.parse_args(["teacher"])).compile is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["teacher", "--channels-last", "yes"])
