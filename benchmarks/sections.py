@@ -455,6 +455,67 @@ def profile(cfg: Config) -> tuple[dict, str]:
     return doc, "\n\n".join(texts)
 
 
+def scoring_profile(cfg: Config) -> tuple[dict, str]:
+    """Where the exported scorers' time goes: ops (with input shapes) by self CPU time, batch 256."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from gankd_ganomaly.export import to_torchscript
+
+    batch, calls, tries = 256, (2 if cfg.quick else 10), (1 if cfg.quick else 3)
+    doc = _doc("scoring_profile", f"torch.profiler of the exported TorchScript scorers (teacher and each dataset's "
+               f"student) at batch {batch}: ops grouped by input shapes, self CPU ms per call; the least-total of "
+               f"{tries} profiled runs of {calls} calls is kept (the machine's noise only adds time). "
+               "macs_per_s = the model's multiply-adds (fvcore) x batch / profiled self time per call.", cfg,
+               results=[])
+    texts = []
+    for threads in cfg.threads:
+        set_threads(threads)
+        for ds in cfg.score_datasets:
+            report = compression_report(ds)
+            channels = report["in_channels"]
+            hooks = GanomalyHooks(in_channels=channels)
+            for who, widths, macs in (("teacher", TEACHER_WIDTHS, report["teacher"]["flops"]),
+                                      ("student", STUDENT_WIDTHS[ds], report["student"]["flops"])):
+                if who == "teacher" and ds == "fmnist":
+                    continue  # the same 1-channel teacher as mnist
+                torch.manual_seed(0)
+                gan = hooks.build_gan(widths)
+                _settle_bn(gan, channels, 1)
+                scorer = to_torchscript(gan, channels)
+                x = random_images(batch, channels, seed=7)
+                best = None
+                with torch.inference_mode():
+                    for _ in range(max(2, cfg.budget.warmup)):
+                        scorer(x)
+                    for _ in range(tries):
+                        with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                            for _ in range(calls):
+                                scorer(x)
+                        ops = prof.key_averages(group_by_input_shape=True)
+                        total = sum(k.self_cpu_time_total for k in ops) / 1e3 / calls
+                        if best is None or total < best[0]:
+                            best = (total, ops)
+                total, ops = best
+                top = sorted(ops, key=lambda k: k.self_cpu_time_total, reverse=True)[:12]
+                top_ops = [{"op": k.key, "input_shapes": [list(sh) for sh in k.input_shapes if sh],
+                            "self_ms_per_call": k.self_cpu_time_total / 1e3 / calls,
+                            "self_pct": 100 * k.self_cpu_time_total / 1e3 / calls / total,
+                            "calls_per_call": k.count / calls} for k in top]
+                entry = {"threads": threads, "dataset": ds, "model": who, "widths": list(widths), "batch": batch,
+                         "self_ms_per_call": total, "macs_per_image": macs,
+                         "macs_per_s": macs * batch / (total / 1e3), "top_ops": top_ops}
+                doc["results"].append(entry)
+                texts.append(table(
+                    ["op", "input shapes", "self ms/call", "self %", "n"],
+                    [[o["op"], " ".join("x".join(map(str, sh)) for sh in o["input_shapes"][:2]),
+                      o["self_ms_per_call"], f"{o['self_pct']:.1f}%", f"{o['calls_per_call']:g}"] for o in top_ops],
+                    title=f"Exported scorer profile: {ds} {who} {'-'.join(map(str, widths))}, batch {batch}, "
+                          f"{threads} thread(s): {total:.2f} ms/call, {entry['macs_per_s'] / 1e9:.1f} G multiply-adds/s"))
+    _finish(doc)
+    return doc, "\n\n".join(texts)
+
+
 # --- 7. switches: channels_last and torch.compile -------------------------------------------------------------------
 
 
@@ -574,6 +635,7 @@ SECTIONS: dict[str, Callable[[Config], tuple[dict, str]]] = {
     "kdgan2_cost": kdgan2_cost,
     "scoring": scoring,
     "profile": profile,
+    "scoring_profile": scoring_profile,
     "switches": switches,
 }
 
