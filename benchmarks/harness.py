@@ -190,6 +190,50 @@ def count_macs(module: torch.nn.Module, example: torch.Tensor) -> int:
             module.train(was)
 
 
+def onednn_primitive_times(fn: Callable[[], Any], calls: int = 8) -> list[dict] | None:
+    """Each oneDNN primitive's execution time in ``fn()``, from oneDNN's own log (``ONEDNN_VERBOSE``).
+
+    Runs ``fn`` ``calls`` times with ``torch.backends.mkldnn.verbose`` on (its lines go to the C-level
+    stdout, captured here) and keeps, for each primitive of a call (same position in every call), the
+    least time: steadier than wall-clock timings on a shared machine. Returns ``[{kind, impl, problem,
+    ms}]`` in call order, or None where oneDNN or its log is not available.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return None
+    import ctypes
+    import tempfile
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        saved = os.dup(1)
+        try:
+            os.dup2(log.fileno(), 1)
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                for _ in range(calls):
+                    fn()
+            libc.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        rows = []
+        for line in log.read().splitlines():
+            fields = line.split(",")
+            if not line.startswith("onednn_verbose") or "exec" not in fields:
+                continue
+            at = fields.index("exec")  # ...,exec,<engine>,<kind>,<implementation>,...,<problem>,<ms>
+            try:
+                rows.append((fields[at + 2], fields[at + 3], fields[-2], float(fields[-1])))
+            except (IndexError, ValueError):
+                continue
+    if not rows or len(rows) % calls:
+        return None
+    per_call = len(rows) // calls
+    return [{"kind": rows[i][0], "impl": rows[i][1], "problem": rows[i][2],
+             "ms": min(rows[i + k * per_call][3] for k in range(calls))} for i in range(per_call)]
+
+
 # --- output --------------------------------------------------------------------------------------------------------
 
 

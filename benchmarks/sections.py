@@ -12,7 +12,8 @@ from gankd_ganomaly.flops import compression_report
 from gankd_ganomaly.hooks import GanomalyHooks
 from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
 
-from harness import Budget, alternate, calibrate, count_macs, machine_info, paired_ratio, set_threads, table
+from harness import (Budget, alternate, calibrate, count_macs, machine_info, onednn_primitive_times, paired_ratio,
+                     set_threads, table)
 from workloads import (STAGES, BatchSource, Models, adam_step_runners, bare_matches_engine, bare_runner, build_models,
                        engine_runner, flops_per_step, random_images, teacher_forward_runner)
 
@@ -466,8 +467,10 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
     doc = _doc("scoring_profile", f"torch.profiler of the exported TorchScript scorers (teacher and each dataset's "
                f"student) at batch {batch}: ops grouped by input shapes, self CPU ms per call; the least-total of "
                f"{tries} profiled runs of {calls} calls is kept (the machine's noise only adds time). "
-               "macs_per_s = the model's multiply-adds (fvcore) x batch / profiled self time per call.", cfg,
-               results=[])
+               "macs_per_s = the model's multiply-adds (fvcore) x batch / profiled self time per call. "
+               "onednn_primitives: each oneDNN primitive's least execution time over 8 calls, from oneDNN's own "
+               "log (convolutions, transposed convolutions, layout reorders; null where the log is not "
+               "available); onednn_ms_per_call: their sum.", cfg, results=[])
     texts = []
     for threads in cfg.threads:
         set_threads(threads)
@@ -496,6 +499,7 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
                         total = sum(k.self_cpu_time_total for k in ops) / 1e3 / calls
                         if best is None or total < best[0]:
                             best = (total, ops)
+                    primitives = onednn_primitive_times(lambda: scorer(x))
                 total, ops = best
                 top = sorted(ops, key=lambda k: k.self_cpu_time_total, reverse=True)[:12]
                 top_ops = [{"op": k.key, "input_shapes": [list(sh) for sh in k.input_shapes if sh],
@@ -504,7 +508,9 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
                             "calls_per_call": k.count / calls} for k in top]
                 entry = {"threads": threads, "dataset": ds, "model": who, "widths": list(widths), "batch": batch,
                          "self_ms_per_call": total, "macs_per_image": macs,
-                         "macs_per_s": macs * batch / (total / 1e3), "top_ops": top_ops}
+                         "macs_per_s": macs * batch / (total / 1e3), "top_ops": top_ops,
+                         "onednn_primitives": primitives,
+                         "onednn_ms_per_call": sum(q["ms"] for q in primitives) if primitives else None}
                 doc["results"].append(entry)
                 texts.append(table(
                     ["op", "input shapes", "self ms/call", "self %", "n"],
@@ -512,6 +518,11 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
                       o["self_ms_per_call"], f"{o['self_pct']:.1f}%", f"{o['calls_per_call']:g}"] for o in top_ops],
                     title=f"Exported scorer profile: {ds} {who} {'-'.join(map(str, widths))}, batch {batch}, "
                           f"{threads} thread(s): {total:.2f} ms/call, {entry['macs_per_s'] / 1e9:.1f} G multiply-adds/s"))
+                if primitives:
+                    texts[-1] += "\n" + table(
+                        ["oneDNN primitive", "implementation", "problem", "least ms"],
+                        [[q["kind"], q["impl"], q["problem"], q["ms"]] for q in primitives],
+                        title=f"oneDNN's own times: {entry['onednn_ms_per_call']:.2f} ms of the {total:.2f} ms call")
     _finish(doc)
     return doc, "\n\n".join(texts)
 
