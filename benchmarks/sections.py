@@ -229,6 +229,18 @@ def _settle_bn(gan, channels: int, seed: int) -> None:
     gan.eval()
 
 
+def _scoring_models(ds: str) -> tuple[dict, GanomalyHooks, dict]:
+    """The dataset's compression report, hooks, and {"teacher", "student"} GANs (seeded, batch norm settled)."""
+    report = compression_report(ds)
+    channels = report["in_channels"]
+    hooks = GanomalyHooks(in_channels=channels)
+    torch.manual_seed(0)
+    gans = {"teacher": hooks.build_gan(TEACHER_WIDTHS), "student": hooks.build_gan(STUDENT_WIDTHS[ds])}
+    for gan in gans.values():
+        _settle_bn(gan, channels, 1)
+    return report, hooks, gans
+
+
 def _onnxruntime_why_not() -> str | None:
     from gankd_ganomaly.export import onnx_available
 
@@ -283,16 +295,10 @@ def scoring(cfg: Config) -> tuple[dict, str]:
     for threads in cfg.threads:
         set_threads(threads)
         for ds in cfg.score_datasets:
-            report = compression_report(ds)
+            report, hooks, gans = _scoring_models(ds)
             channels = report["in_channels"]
-            hooks = GanomalyHooks(in_channels=channels)
-            torch.manual_seed(0)
-            teacher, student = hooks.build_gan(TEACHER_WIDTHS), hooks.build_gan(STUDENT_WIDTHS[ds])
-            _settle_bn(teacher, channels, 1)
-            _settle_bn(student, channels, 1)
             for variant in variants:
-                fns = {"teacher": _scorers(hooks, teacher, channels, variant, threads),
-                       "student": _scorers(hooks, student, channels, variant, threads)}
+                fns = {who: _scorers(hooks, gan, channels, variant, threads) for who, gan in gans.items()}
                 for batch in cfg.score_batches:
                     x = random_images(batch, channels, seed=7)
 
@@ -475,16 +481,12 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
     for threads in cfg.threads:
         set_threads(threads)
         for ds in cfg.score_datasets:
-            report = compression_report(ds)
+            report, _, gans = _scoring_models(ds)
             channels = report["in_channels"]
-            hooks = GanomalyHooks(in_channels=channels)
-            for who, widths, macs in (("teacher", TEACHER_WIDTHS, report["teacher"]["flops"]),
-                                      ("student", STUDENT_WIDTHS[ds], report["student"]["flops"])):
+            for who, gan in gans.items():
                 if who == "teacher" and ds == "fmnist":
                     continue  # the same 1-channel teacher as mnist
-                torch.manual_seed(0)
-                gan = hooks.build_gan(widths)
-                _settle_bn(gan, channels, 1)
+                widths, macs = gan.generator.widths, report[who]["flops"]
                 scorer = to_torchscript(gan, channels)
                 x = random_images(batch, channels, seed=7)
                 best = None
