@@ -164,11 +164,34 @@ def measure(fn: Runner, budget: Budget, steps: int | None = None) -> dict:
     return alternate({"x": fn}, budget, steps)["x"]
 
 
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float] | None:
+    """A distribution-free confidence interval for the median: ``(low, high, coverage)``.
+
+    The k-th smallest and k-th largest of n samples bound the median with probability
+    ``1 - 2 P(B < k)``, B ~ Binomial(n, 1/2), whatever the distribution (rounds independent); k is the
+    largest with coverage >= ``level``. None when n is too small for that level (n < 6 at 95%).
+    """
+    s, n = sorted(values), len(values)
+    tail, k = 0.0, 0  # tail = P(B < k)
+    while k < n and tail + math.comb(n, k) / 2 ** n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2 ** n
+        k += 1
+    if k == 0:
+        return None
+    return s[k - 1], s[n - k], 1 - 2 * tail
+
+
 def paired_ratio(num: dict, den: dict) -> dict:
-    """Per-round ratio num/den of two contenders measured by :func:`alternate` (same round = a pair)."""
+    """Per-round ratio num/den of two contenders measured by :func:`alternate` (same round = a pair).
+
+    ``ci95``: [low, high] of the median ratio (:func:`median_interval`), or None with too few rounds.
+    """
     ratios = [a / b for a, b in zip(num["samples"], den["samples"])]
+    interval = median_interval(ratios)
     return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            "of_medians": num["median"] / den["median"]}
+            "of_medians": num["median"] / den["median"],
+            "ci95": None if interval is None else [interval[0], interval[1]],
+            "ci95_coverage": None if interval is None else interval[2]}
 
 
 # --- FLOPs ---------------------------------------------------------------------------------------------------------

@@ -321,14 +321,20 @@ def scoring(cfg: Config) -> tuple[dict, str]:
                     doc["results"].append(row)
                     rows.append([threads, ds, variant, batch, m["teacher"]["median"] * MS,
                                  m["student"]["median"] * MS, row["student_images_per_s"],
-                                 f"{speed['median']:.1f}x", f"{report['flops_ratio']:.1f}x"])
+                                 _ratio_text(speed), f"{report['flops_ratio']:.1f}x"])
                     cfg.log(f"  scoring {ds} t={threads} {variant} b={batch}: teacher "
                             f"{m['teacher']['median'] * MS:.2f} ms, student {m['student']['median'] * MS:.3f} ms, "
                             f"speedup {speed['median']:.1f}x (FLOP ratio {report['flops_ratio']:.1f}x)")
     _finish(doc)
-    text = table(["thr", "dataset", "variant", "batch", "teacher ms", "student ms", "student img/s", "speedup",
-                  "FLOP ratio"], rows, title="Scoring latency/throughput, student vs teacher")
+    text = table(["thr", "dataset", "variant", "batch", "teacher ms", "student ms", "student img/s",
+                  "speedup [95% CI]", "FLOP ratio"], rows, title="Scoring latency/throughput, student vs teacher")
     return doc, text
+
+
+def _ratio_text(ratio: dict) -> str:
+    """A paired ratio as "14.8x [14.1-16.0]": the median and its 95% interval (when there are enough rounds)."""
+    ci = ratio.get("ci95")
+    return f"{ratio['median']:.1f}x" + (f" [{ci[0]:.1f}-{ci[1]:.1f}]" if ci else "")
 
 
 # --- 5. peak and achieved GFLOP/s -----------------------------------------------------------------------------------
@@ -673,7 +679,7 @@ def headline(docs: dict[str, dict]) -> tuple[dict, str]:
         for r in docs["scoring"]["results"]:
             if r["batch"] == 256 and r["dataset"] in need:
                 checks.append({"check": f"scoring speedup >= {need[r['dataset']]:g}x, {r['dataset']} {r['variant']} "
-                                        f"b256 t{r['threads']}", "value": round(r["speedup"]["median"], 1),
+                                        f"b256 t{r['threads']}", "value": _ratio_text(r["speedup"]),
                                "passes": r["speedup"]["median"] >= need[r["dataset"]]})
     rows = [[c["check"], c["value"], "yes" if c["passes"] else "NO"] for c in checks]
     text = table(["check", "value", "passes"], rows, title="Headline checks")
