@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import torch
 
+from gankd_ganomaly.export import default_layout
 from gankd_ganomaly.flops import compression_report
 from gankd_ganomaly.hooks import GanomalyHooks
 from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
@@ -283,7 +284,9 @@ def scoring(cfg: Config) -> tuple[dict, str]:
                "teacher 64-128-256 vs the dataset's student at the same channel count. 'eager' = "
                "GanomalyHooks.score on the nn.Modules; 'torchscript' = the exported deployment model "
                "(gankd_ganomaly.export.to_torchscript: batch norm folded, matrix-product head, fast transposed "
-               "convs, phase-domain last layer, channels_last for first width >= 8); 'onnxruntime' = export_onnx "
+               "convs, phase-domain last layer; layout from default_layout at the measured thread count: channels_last "
+               "for widths >= 8, batch_last for widths <= 8 on 1 thread, else standard; the row's 'layouts'); "
+               "'onnxruntime' = export_onnx "
                "(the plain graph) run by onnxruntime (when installed) with intra_op_num_threads = threads. "
                "speedup = teacher time / student time (paired per round); flops_ratio from "
                "gankd_ganomaly.flops.compression_report.", cfg, results=[])
@@ -318,6 +321,8 @@ def scoring(cfg: Config) -> tuple[dict, str]:
                            "params_ratio": report["params_ratio"],
                            "teacher_flops": report["teacher"]["flops"], "student_flops": report["student"]["flops"],
                            "student_widths": report["student_widths"]}
+                    if variant == "torchscript":
+                        row["layouts"] = {who: default_layout(gan.generator) for who, gan in gans.items()}
                     doc["results"].append(row)
                     rows.append([threads, ds, variant, batch, m["teacher"]["median"] * MS,
                                  m["student"]["median"] * MS, row["student_images_per_s"],
@@ -623,7 +628,7 @@ def _switches_scoring(cfg: Config, base: Models, doc: dict, threads: int) -> lis
             elif v.startswith("export_"):
                 from gankd_ganomaly.export import to_torchscript
 
-                score = to_torchscript(gan, base.channels, channels_last=cl)
+                score = to_torchscript(gan, base.channels, layout="channels_last" if cl else "standard")
 
             def make(score=score, x=x):
                 def run(n: int) -> None:

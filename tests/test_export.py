@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from gankd import DistillationEngine, get_schedule
 from gankd_ganomaly.data import ShuffledBatches
 from gankd_ganomaly.evaluation import anomaly_scores
-from gankd_ganomaly.export import (GanomalyScorer, _Col2ImDeconv, _NativeDeconv, _SubpixelDeconv,
-                                   export_onnx, export_torchscript, onnx_available, scoring_module, to_torchscript)
+from gankd_ganomaly.export import (LAYOUTS, BatchLastScorer, GanomalyScorer, _Col2ImDeconv, _NativeDeconv,
+                                   _SubpixelDeconv, default_layout, export_onnx, export_torchscript, onnx_available,
+                                   scoring_module, to_torchscript)
 from gankd_ganomaly.hooks import GanomalyHooks
 from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
 
@@ -53,11 +54,11 @@ def test_eager_scores_are_not_trivial(trained):
     assert eager.std() > 1e-3 * eager.mean() > 0
 
 
-@pytest.mark.parametrize("optimize, channels_last", [(True, False), (True, True), (False, False)])
-def test_torchscript_scores_match_eager(trained, digits0, tmp_path, optimize, channels_last):
+@pytest.mark.parametrize("optimize, layout", [(True, None)] + [(True, layout) for layout in LAYOUTS] + [(False, None)])
+def test_torchscript_scores_match_eager(trained, digits0, tmp_path, optimize, layout):
     hooks, student, eager = trained
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    path = export_torchscript(student, 1, tmp_path / "student.pt", optimize=optimize, channels_last=channels_last)
+    path = export_torchscript(student, 1, tmp_path / "student.pt", optimize=optimize, layout=layout)
     loaded = torch.jit.load(str(path))
     assert_parity(_scores(loaded, digits0.test), eager)
     # any batch size, including 1, gives the same per-image scores
@@ -73,8 +74,31 @@ def test_scoring_module_accepts_a_gan_or_its_generator(trained, digits0):
         assert_parity(_scores(scoring_module(source), digits0.test), eager)
 
 
-def test_export_checks_channels_and_type(trained, tmp_path):
+def test_default_layout_follows_widths_and_threads():
+    """Measured choices (benchmarks/): channels-last for widths >= 8; batch-last for widths <= 8 on one thread."""
+    hooks = GanomalyHooks(in_channels=1)
+    widths = (TEACHER_WIDTHS, STUDENT_WIDTHS["cifar10"], STUDENT_WIDTHS["mnist"], STUDENT_WIDTHS["fmnist"], (4, 16, 64))
+    generators = {w: hooks.build_gan(w).generator for w in widths}
+    picks = {(w, t): default_layout(g, threads=t) for w, g in generators.items() for t in (1, 2)}
+    assert picks == {(TEACHER_WIDTHS, 1): "channels_last", (TEACHER_WIDTHS, 2): "channels_last",
+                     (STUDENT_WIDTHS["cifar10"], 1): "channels_last", (STUDENT_WIDTHS["cifar10"], 2): "channels_last",
+                     (STUDENT_WIDTHS["mnist"], 1): "batch_last", (STUDENT_WIDTHS["mnist"], 2): "standard",
+                     (STUDENT_WIDTHS["fmnist"], 1): "batch_last", (STUDENT_WIDTHS["fmnist"], 2): "standard",
+                     ((4, 16, 64), 1): "standard", ((4, 16, 64), 2): "standard"}
+    threads = torch.get_num_threads()
+    try:  # layout=None follows the current thread count
+        torch.set_num_threads(1)
+        assert isinstance(scoring_module(generators[STUDENT_WIDTHS["mnist"]]), BatchLastScorer)
+        torch.set_num_threads(2)
+        assert isinstance(scoring_module(generators[STUDENT_WIDTHS["mnist"]]), GanomalyScorer)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_export_checks_channels_type_and_layout(trained, tmp_path):
     _, student, _ = trained
+    with pytest.raises(ValueError, match=r"layout must be one of \('standard', 'channels_last', 'batch_last'\)"):
+        to_torchscript(student, 1, layout="nhwc")
     with pytest.raises(ValueError, match="in_channels=3, but the generator takes 1-channel images"):
         to_torchscript(student, 3)
     with pytest.raises(TypeError, match="GanomalyGenerator"):
@@ -98,10 +122,11 @@ def test_transposed_conv_rewrites_equal_the_layer(cin, cout, form, channels_last
 
 
 @pytest.mark.parametrize("channels, widths", [(3, TEACHER_WIDTHS), (3, STUDENT_WIDTHS["cifar10"]),
-                                             (1, STUDENT_WIDTHS["fmnist"])])
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("phase_tail", [False, True])
-def test_every_form_of_the_scoring_graph_matches_eager(channels, widths, channels_last, phase_tail):
+                                             (1, STUDENT_WIDTHS["mnist"]), (1, STUDENT_WIDTHS["fmnist"]),
+                                             (3, STUDENT_WIDTHS["mnist"])])
+@pytest.mark.parametrize("layout, phase_tail", [("standard", False), ("standard", True), ("channels_last", False),
+                                                ("channels_last", True), ("batch_last", True)])
+def test_every_form_of_the_scoring_graph_matches_eager(channels, widths, layout, phase_tail):
     """The paper's teacher and students, each layout and each form of the last layers, scripted and frozen."""
     hooks = GanomalyHooks(in_channels=channels)
     torch.manual_seed(0)
@@ -114,8 +139,12 @@ def test_every_form_of_the_scoring_graph_matches_eager(channels, widths, channel
     images = torch.rand(9, channels, 32, 32) * 2 - 1
     with torch.inference_mode():
         eager = hooks.score(gan, images)
-        scorer = torch.jit.freeze(torch.jit.script(GanomalyScorer(gan.generator, channels_last, phase_tail)))
+        module = BatchLastScorer(gan.generator) if layout == "batch_last" else \
+            GanomalyScorer(gan.generator, layout == "channels_last", phase_tail)
+        scorer = torch.jit.freeze(torch.jit.script(module))
         assert_parity(scorer(images), eager)
+        assert_parity(scorer(images.contiguous(memory_format=torch.channels_last)), eager)  # either input layout
+        assert_parity(scorer(images[:1]), eager[:1])
 
 
 def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, capsys):
@@ -128,7 +157,15 @@ def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, cap
     assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "student.ts")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["format"] == "torchscript" and record["widths"] == list(STUDENT_WIDTHS["mnist"])
+    assert record["layout"] == default_layout(student.generator)
     assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
+    # a deployment on one thread: the batch-last graph, same scores
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "t1.ts"), "--threads", "1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["layout"] == "batch_last"
+    assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "s.onnx"), "--layout", "batch_last"]) == 1
+    assert "layout and threads apply to the rewritten TorchScript graph only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("optimize", [True, False])
