@@ -364,7 +364,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model_file
 
     record = export_model_file(args.model, args.out, fmt=args.format, optimize=False if args.plain else None,
-                               layout=args.layout, threads=args.threads)
+                               layout=args.layout)
     print(json.dumps(record))
     return 0
 
@@ -462,10 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export the model's own layers instead of the faster rewritten graph (folded batch norm)")
     p.add_argument("--layout", choices=("standard", "channels_last", "batch_last"), default=None,
                    help="memory layout of the rewritten TorchScript graph; default: the fastest measured for the "
-                        "model's widths and --threads")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads the scorer will run with (picks the default layout); default: this "
-                        "process's torch.get_num_threads()")
+                        "model's widths")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the main job: teacher, student alone and P-KDGAN-II-23 on the "

@@ -14,8 +14,10 @@ Two graphs can be exported (``optimize``):
   takes the fastest of three equivalent forms for its width (the op itself, a 3x3 convolution +
   pixel shuffle, or a matrix product + col2im); the decoder's last layer and the second encoder's
   first convolution run on the four phases of x_hat (:class:`_PhaseTail`), so the 32x32 image is
-  never assembled; tanh is ``2*sigmoid(2x) - 1``; networks whose first width is >= 8 run
-  channels-last. Scores equal the eager model's up to float rounding (tested: within 1e-5
+  never assembled; tanh is ``2*sigmoid(2x) - 1``. The layout follows the widths
+  (:func:`default_layout`): channels-last for networks 8 or more channels wide, and for networks
+  at most 8 channels wide :class:`BatchLastScorer`, the same math with the batch as the innermost
+  dimension, where every convolution is a few matrix products. Scores equal the eager model's up to float rounding (tested: within 1e-5
   absolute and 1e-4 of their scale). ``benchmarks/`` measures it (section ``scoring``).
 * ``optimize=False``: the generator's own layers as they are (eval mode); the default for ONNX,
   whose runtimes do their own graph optimisation (see :func:`export_onnx`).
@@ -353,24 +355,57 @@ class GanomalyScorer(nn.Module):
         return (z1 - z2).pow(2).mean(dim=1)
 
 
-def _conv_batch_last(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], k: int,
-                     stride: int) -> torch.Tensor:
-    """A k x k convolution (no padding) of a batch-last map: (C, H, W, N) -> (O, OH, OW, N).
+def _conv2x2_batch_last(x: torch.Tensor, taps: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A 2x2 convolution (stride 1, no padding) of a batch-last map: (C, H, W, N) -> (O, H-1, W-1, N).
 
-    ``weight`` is (O, C*k*k) with columns in (c, ky, kx) order, ``bias`` (O, 1) or None. The columns
-    (C*k*k, OH*OW*N) are one strided view of ``x`` copied once, and the convolution is one matrix
-    product whose long side runs over pixels and images: every SIMD lane is busy however few the channels.
+    ``taps`` (4, O, C): the weight of tap (dy, dx) at ``2*dy + dx``; ``bias`` (O, 1) or None. ``x`` may be a
+    view whose rows are longer than W*N (its ``stride(1)``; what this function returns is such a view): with
+    R the row stride, tap (dy, dx) reads, per channel, one contiguous run of (H-2)*R + (W-1)*N values
+    starting at dy*R + dx*N, a plain matrix for the BLAS. So the convolution is four accumulated matrix
+    products over pixels and images, with no copy of the input: every SIMD lane is busy however few the
+    channels. The outputs also cover the row ends past W-1 (a few wasted columns per row); the returned
+    view leaves them out, and a later 2x2 convolution only reads them for its own wasted columns.
     """
     c, h, w, n = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
-    cols = x.as_strided([c, k, k, oh, ow, n], [h * w * n, w * n, n, stride * w * n, stride * n, 1],
-                        x.storage_offset()).reshape(c * k * k, oh * ow * n)
-    out = torch.mm(weight, cols) if bias is None else torch.addmm(bias, weight, cols)
-    return out.view(weight.shape[0], oh, ow, n)
+    if x.stride(3) != 1 or x.stride(2) != n:
+        x = x.contiguous()
+    plane, row = x.stride(0), x.stride(1)
+    out_h, out_w = h - 1, w - 1
+    length = (out_h - 1) * row + out_w * n
+    out = torch.empty([taps.shape[1], out_h * row], dtype=x.dtype, device=x.device)
+    result = out[:, :length]
+    for t in range(4):
+        tap = x.as_strided([c, length], [plane, 1], x.storage_offset() + (t // 2) * row + (t % 2) * n)
+        if t == 0:
+            if bias is None:
+                torch.mm(taps[0], tap, out=result)
+            else:
+                torch.addmm(bias, taps[0], tap, out=result)
+        else:
+            result.addmm_(taps[t], tap)
+    return out.as_strided([taps.shape[1], out_h, out_w, n], [out_h * row, row, n, 1])
+
+
+def _taps_2x2(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, 2, 2) conv weight -> (4, O, C), tap (dy, dx) at 2*dy + dx."""
+    return weight.permute(2, 3, 0, 1).reshape(4, weight.shape[0], weight.shape[1]).contiguous()
+
+
+def _taps_4x4_stride2(weight: torch.Tensor) -> torch.Tensor:
+    """(O, C, 4, 4) stride-2 conv weight -> the 2x2 taps (4, O, 4C) of the same conv on the space-to-depth map
+    (:func:`_space_to_depth`): kernel row ky = 2*dy + py reads input row 2*i + ky = 2*(i + dy) + py."""
+    o, c = int(weight.shape[0]), int(weight.shape[1])
+    return weight.reshape(o, c, 2, 2, 2, 2).permute(2, 4, 0, 1, 3, 5).reshape(4, o, 4 * c).contiguous()
+
+
+def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(C, H, W, N), H and W even -> (4C, H/2, W/2, N), channels (c, py, px): one copy of the map."""
+    c, h, w, n = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    return x.reshape(c, h // 2, 2, w // 2, 2, n).permute(0, 2, 4, 1, 3, 5).reshape(4 * c, h // 2, w // 2, n)
 
 
 def _pad_batch_last(x: torch.Tensor) -> torch.Tensor:
-    """Zero-pad the two spatial dims of a (C, H, W, N) map by 1."""
+    """Zero-pad the two spatial dims of a (C, H, W, N) map by 1 (a new contiguous map)."""
     return F.pad(x, [0, 0, 1, 1, 1, 1])
 
 
@@ -379,12 +414,13 @@ class BatchLastScorer(nn.Module):
 
     For networks a few channels wide (the MNIST / Fashion-MNIST students, 1-8 channels) oneDNN's
     convolutions vectorize over channels and use 1-4 of AVX2's 8 float lanes. Here every convolution
-    is one matrix product (:func:`_conv_batch_last`) vectorized over pixels and images, the encoders'
-    heads and the decoder's first layer are plain products over (features, N), and the stride-2
-    transposed convolutions are 2x2 convolutions over the padded map whose four phases are copied
-    straight into the next layer's padded input (:func:`_phase_weight`; runs of N contiguous values).
-    The tail is :class:`_PhaseTail`'s. Slower than the channels-last graph for wider networks (the
-    copied columns grow with the input channels); :func:`default_layout` picks it for widths <= 8.
+    is four matrix products vectorized over pixels and images (:func:`_conv2x2_batch_last`): the
+    encoders' stride-2 4x4 convolutions are 2x2 convolutions of the space-to-depth map; the decoder's
+    stride-2 transposed convolutions are 2x2 convolutions of the padded map whose four phases are copied
+    straight into the next layer's padded input (:func:`_phase_weight`; runs of N contiguous values);
+    the tail is :class:`_PhaseTail`'s; the encoders' heads and the decoder's first layer are plain
+    products over (features, N). Slower than the channels-last graph for wider networks; see
+    :func:`default_layout`.
     """
 
     def __init__(self, generator: GanomalyGenerator) -> None:
@@ -394,34 +430,37 @@ class BatchLastScorer(nn.Module):
             plain = GanomalyScorer(generator, channels_last=False)  # folded weights, (N, C, H, W) order
             for name, encoder, first in (("e1", plain.encoder1, 0), ("e2", plain.encoder2, 1)):
                 for i in range(first, 3):  # the second encoder's first conv lives in the tail
-                    self.register_buffer(f"{name}_w{i}", getattr(encoder, f"w{i}").flatten(1).contiguous())
+                    self.register_buffer(f"{name}_w{i}", _taps_4x4_stride2(getattr(encoder, f"w{i}")))
                     self.register_buffer(f"{name}_b{i}", getattr(encoder, f"b{i}").unsqueeze(1).contiguous())
                 self.register_buffer(f"{name}_head", encoder.head)  # (latent, c3*16), columns (c, h, w)
             self.register_buffer("d_w0", plain.decoder.w0)  # (c3*16, latent), rows (c, h, w)
             self.register_buffer("d_b0", plain.decoder.b0.unsqueeze(1).contiguous())
             (up1, b1), (up2, b2), _ = _fold_decoder(generator.decoder)[1]
-            self.register_buffer("up1_w", _layout(_phase_weight(up1, phase_major=True).flatten(1), False))
+            self.register_buffer("up1_w", _taps_2x2(_layout(_phase_weight(up1, phase_major=True), False)))
             self.register_buffer("up1_b", _layout(b1.repeat(4).unsqueeze(1), False))
-            self.register_buffer("up2_w", _layout(_phase_weight(up2, phase_major=True).flatten(1), False))
+            self.register_buffer("up2_w", _taps_2x2(_layout(_phase_weight(up2, phase_major=True), False)))
             self.register_buffer("up2_b", _layout(b2.repeat(4).unsqueeze(1), False))
             tail = plain.tail
             assert isinstance(tail, _PhaseTail)
-            self.register_buffer("tail_up", tail.up.flatten(1).contiguous())  # (4C, c1*4), rows (c, a, b)
-            self.register_buffer("tail_down", tail.down.flatten(1).contiguous())
+            self.register_buffer("tail_up", _taps_2x2(tail.up))  # outputs (c, a, b)
+            self.register_buffer("tail_down", _taps_2x2(tail.down))
             self.register_buffer("tail_b", tail.bias.unsqueeze(1).contiguous())
         self.slope, self.c3 = plain.encoder1.slope, plain.decoder.c3
         self.c1, self.c2 = int(up2.shape[1]), int(up1.shape[1])
         self.in_channels = int(generator.in_channels)
         self.eval()
 
-    def _up(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c: int) -> torch.Tensor:
+    def _down(self, x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Stride-2 4x4 conv (padding 1) + LeakyReLU: (C, H, W, N) -> (O, H/2, W/2, N)."""
+        return F.leaky_relu_(_conv2x2_batch_last(_space_to_depth(_pad_batch_last(x)), taps, bias), self.slope)
+
+    def _up(self, x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor, c: int) -> torch.Tensor:
         """Transposed conv + ReLU: padded (Cin, H+2, W+2, N) -> padded (c, 2H+2, 2W+2, N)."""
-        p = torch.relu_(_conv_batch_last(x, weight, bias, 2, 1))  # (4c, H+1, W+1, N), rows (a, b, c)
-        h1, w1, n = p.shape[1], p.shape[2], p.shape[3]
-        h, w = h1 - 1, w1 - 1
+        p = torch.relu_(_conv2x2_batch_last(x, taps, bias))  # (4c, H+1, W+1, N), channels (a, b, c)
+        h, w, n = p.shape[1] - 1, p.shape[2] - 1, p.shape[3]
         out = p.new_zeros([c, 2 * h + 2, 2 * w + 2, n])
         # out[c, 1 + 2m + a, 1 + 2j + b] = p[(a, b, c), m + a, j + b]: one strided copy
-        sj, si, sc = n, w1 * n, h1 * w1 * n
+        sc, si, sj = p.stride(0), p.stride(1), p.stride(2)
         phases = p.as_strided([c, h, 2, w, 2, n], [sc, si, si + 2 * c * sc, sj, sj + c * sc, 1], p.storage_offset())
         out[:, 1:2 * h + 1, 1:2 * w + 1].unflatten(1, [h, 2]).unflatten(3, [w, 2]).copy_(phases)
         return out
@@ -431,24 +470,20 @@ class BatchLastScorer(nn.Module):
         # (N, C*H*W) -> (C*H*W, N) through PyTorch's blocked 2-d transpose (2x faster than a 4-d permute copy)
         flat = torch.empty([c * size * size, n], dtype=images.dtype, device=images.device)
         flat.copy_(images.reshape(n, c * size * size).t())
-        x = _pad_batch_last(flat.view(c, size, size, n))
-        slope = self.slope
-        h = F.leaky_relu_(_conv_batch_last(x, self.e1_w0, self.e1_b0, 4, 2), slope)
-        h = F.leaky_relu_(_conv_batch_last(_pad_batch_last(h), self.e1_w1, self.e1_b1, 4, 2), slope)
-        h = F.leaky_relu_(_conv_batch_last(_pad_batch_last(h), self.e1_w2, self.e1_b2, 4, 2), slope)
+        h = self._down(flat.view(c, size, size, n), self.e1_w0, self.e1_b0)
+        h = self._down(self._down(h, self.e1_w1, self.e1_b1), self.e1_w2, self.e1_b2)
         z1 = torch.mm(self.e1_head, h.reshape(-1, n))  # (latent, N)
         d = torch.relu_(torch.addmm(self.d_b0, self.d_w0, z1)).view(self.c3, 4, 4, n)
         d = self._up(self._up(_pad_batch_last(d), self.up1_w, self.up1_b, self.c2), self.up2_w, self.up2_b, self.c1)
-        s = torch.sigmoid_(_conv_batch_last(d, self.tail_up, None, 2, 1))  # (x_hat + 1) / 2 in phases
+        s = torch.sigmoid_(_conv2x2_batch_last(d, self.tail_up, None))  # (x_hat + 1) / 2 in phases
         half = size // 2
-        p = s.view(c, 2, 2, half + 1, half + 1, n)  # (c, a, b, 17, 17, N)
+        p = s.unflatten(0, [c, 2, 2])  # (c, a, b, 17, 17, N)
         p[:, 1, :, 0].fill_(0.5)  # the encoder's zero padding, as in _PhaseTail
         p[:, 0, :, half].fill_(0.5)
         p[:, :, 1, :, 0].fill_(0.5)
         p[:, :, 0, :, half].fill_(0.5)
-        h = F.leaky_relu_(_conv_batch_last(s, self.tail_down, self.tail_b, 2, 1), slope)
-        h = F.leaky_relu_(_conv_batch_last(_pad_batch_last(h), self.e2_w1, self.e2_b1, 4, 2), slope)
-        h = F.leaky_relu_(_conv_batch_last(_pad_batch_last(h), self.e2_w2, self.e2_b2, 4, 2), slope)
+        h = F.leaky_relu_(_conv2x2_batch_last(s, self.tail_down, self.tail_b), self.slope)
+        h = self._down(self._down(h, self.e2_w1, self.e2_b1), self.e2_w2, self.e2_b2)
         z2 = torch.mm(self.e2_head, h.reshape(-1, n))
         return (z1 - z2).pow(2).mean(dim=0)
 
@@ -479,19 +514,17 @@ def _as_generator(gan_or_generator: Any) -> GanomalyGenerator:
 LAYOUTS = ("standard", "channels_last", "batch_last")
 
 
-def default_layout(generator: GanomalyGenerator, threads: int | None = None) -> str:
-    """The fastest scoring layout on CPU for these widths and intra-op threads (default: the current
-    ``torch.get_num_threads()``), measured in ``benchmarks/`` at batch 256.
+def default_layout(generator: GanomalyGenerator) -> str:
+    """The fastest scoring layout on CPU for these widths, measured in ``benchmarks/`` (batch 256, 1 and 2 threads).
 
     ``"channels_last"`` when every width is >= 8 (the teacher ~1.3x, the CIFAR-10 student 8-16-64 ~1.1x
-    faster than the standard layout). For networks whose widths are all <= 8 (the MNIST 2-4-8 and
-    Fashion-MNIST 1-2-4 students): ``"batch_last"`` (:class:`BatchLastScorer`, ~1.3x and ~1.7x faster
-    than the standard layout) on 1 thread; on more threads its memory-bound matrix products do not
-    speed up while oneDNN's convolutions do, so ``"standard"``. Otherwise ``"standard"``.
+    faster than the standard layout; batch-last is slower for them); ``"batch_last"``
+    (:class:`BatchLastScorer`) when every width is <= 8 (the MNIST 2-4-8 and Fashion-MNIST 1-2-4
+    students: ~1.6x and ~2x faster than the standard layout on 1 thread, ~1.1x and ~1.4x on 2);
+    otherwise the standard (N, C, H, W) layout.
     """
-    threads = torch.get_num_threads() if threads is None else int(threads)
     widths = generator.widths
-    if max(widths) <= 8 and threads == 1:
+    if max(widths) <= 8:
         return "batch_last"
     return "channels_last" if min(widths) >= 8 else "standard"
 
@@ -499,9 +532,7 @@ def default_layout(generator: GanomalyGenerator, threads: int | None = None) -> 
 def scoring_module(gan_or_generator: Any, *, optimize: bool = True, layout: str | None = None) -> nn.Module:
     """An eval-mode ``nn.Module`` images -> scores (N,) for a GAN or its generator (weights copied).
 
-    ``layout`` (``optimize=True`` only): one of :data:`LAYOUTS`, or None for :func:`default_layout` at the
-    current thread count: export in a process set up like the one that will score (``torch.set_num_threads``),
-    or name the layout.
+    ``layout`` (``optimize=True`` only): one of :data:`LAYOUTS`, or None for :func:`default_layout`.
     """
     generator = _as_generator(gan_or_generator)
     if layout is not None and layout not in LAYOUTS:
@@ -630,14 +661,13 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
 
 
 def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str | None = None,
-                      optimize: bool | None = None, layout: str | None = None, threads: int | None = None) -> dict:
+                      optimize: bool | None = None, layout: str | None = None) -> dict:
     """Export the GAN saved at ``model_path`` (``model.pt``, a run folder, or a run's ``checkpoint.pt``).
 
     ``fmt``: ``"torchscript"`` or ``"onnx"``; by default from ``out_path``'s suffix (``.onnx`` ->
     ONNX, anything else TorchScript). ``optimize``: the rewritten graph (default: yes for TorchScript,
-    no for ONNX, see :func:`export_onnx`). ``layout`` / ``threads`` (rewritten TorchScript only): the
-    graph's layout, or the thread count to pick the fastest for (:func:`default_layout`). Returns a
-    small record (paths, format, layout, channels, widths).
+    no for ONNX, see :func:`export_onnx`). ``layout`` (rewritten TorchScript only): the graph's layout,
+    by default :func:`default_layout`. Returns a small record (paths, format, layout, channels, widths).
     """
     from .experiment import load_model  # imported here: only this entry point needs model files
 
@@ -647,8 +677,8 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
         raise ValueError(f"fmt must be one of {EXPORT_FORMATS}, got {fmt!r}")
     if optimize is None:
         optimize = fmt == "torchscript"
-    if (layout is not None or threads is not None) and not (fmt == "torchscript" and optimize):
-        raise ValueError("layout and threads apply to the rewritten TorchScript graph only "
+    if layout is not None and not (fmt == "torchscript" and optimize):
+        raise ValueError("layout applies to the rewritten TorchScript graph only "
                          f"(here: format {fmt!r}, optimize={optimize})")
     gan, header = load_model(model_path)
     in_channels = int(gan.generator.in_channels)
@@ -656,7 +686,7 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
         export_onnx(gan, in_channels, out_path, optimize=optimize)
     else:
         if optimize:
-            layout = layout or default_layout(gan.generator, threads)
+            layout = layout or default_layout(gan.generator)
         export_torchscript(gan, in_channels, out_path, optimize=optimize, layout=layout)
     return {"source": str(model_path), "path": str(out_path), "format": fmt, "optimize": optimize,
             "layout": layout, "in_channels": in_channels, "widths": list(gan.generator.widths),

@@ -74,25 +74,14 @@ def test_scoring_module_accepts_a_gan_or_its_generator(trained, digits0):
         assert_parity(_scores(scoring_module(source), digits0.test), eager)
 
 
-def test_default_layout_follows_widths_and_threads():
-    """Measured choices (benchmarks/): channels-last for widths >= 8; batch-last for widths <= 8 on one thread."""
+def test_default_layout_follows_the_widths():
+    """Measured choices (benchmarks/): channels-last for widths >= 8, batch-last for widths <= 8."""
     hooks = GanomalyHooks(in_channels=1)
     widths = (TEACHER_WIDTHS, STUDENT_WIDTHS["cifar10"], STUDENT_WIDTHS["mnist"], STUDENT_WIDTHS["fmnist"], (4, 16, 64))
-    generators = {w: hooks.build_gan(w).generator for w in widths}
-    picks = {(w, t): default_layout(g, threads=t) for w, g in generators.items() for t in (1, 2)}
-    assert picks == {(TEACHER_WIDTHS, 1): "channels_last", (TEACHER_WIDTHS, 2): "channels_last",
-                     (STUDENT_WIDTHS["cifar10"], 1): "channels_last", (STUDENT_WIDTHS["cifar10"], 2): "channels_last",
-                     (STUDENT_WIDTHS["mnist"], 1): "batch_last", (STUDENT_WIDTHS["mnist"], 2): "standard",
-                     (STUDENT_WIDTHS["fmnist"], 1): "batch_last", (STUDENT_WIDTHS["fmnist"], 2): "standard",
-                     ((4, 16, 64), 1): "standard", ((4, 16, 64), 2): "standard"}
-    threads = torch.get_num_threads()
-    try:  # layout=None follows the current thread count
-        torch.set_num_threads(1)
-        assert isinstance(scoring_module(generators[STUDENT_WIDTHS["mnist"]]), BatchLastScorer)
-        torch.set_num_threads(2)
-        assert isinstance(scoring_module(generators[STUDENT_WIDTHS["mnist"]]), GanomalyScorer)
-    finally:
-        torch.set_num_threads(threads)
+    picks = [default_layout(hooks.build_gan(w).generator) for w in widths]
+    assert picks == ["channels_last", "channels_last", "batch_last", "batch_last", "standard"]
+    assert isinstance(scoring_module(hooks.build_gan(STUDENT_WIDTHS["mnist"])), BatchLastScorer)
+    assert isinstance(scoring_module(hooks.build_gan(STUDENT_WIDTHS["mnist"]), layout="standard"), GanomalyScorer)
 
 
 def test_export_checks_channels_type_and_layout(trained, tmp_path):
@@ -157,15 +146,14 @@ def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, cap
     assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "student.ts")]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["format"] == "torchscript" and record["widths"] == list(STUDENT_WIDTHS["mnist"])
-    assert record["layout"] == default_layout(student.generator)
+    assert record["layout"] == "batch_last"  # the default for a 2-4-8 student
     assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
-    # a deployment on one thread: the batch-last graph, same scores
-    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "t1.ts"), "--threads", "1"]) == 0
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "std.ts"), "--layout", "standard"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["layout"] == "batch_last"
+    assert record["layout"] == "standard"
     assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
     assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "s.onnx"), "--layout", "batch_last"]) == 1
-    assert "layout and threads apply to the rewritten TorchScript graph only" in capsys.readouterr().err
+    assert "layout applies to the rewritten TorchScript graph only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("optimize", [True, False])
