@@ -17,8 +17,9 @@ Two graphs can be exported (``optimize``):
   never assembled; tanh is ``2*sigmoid(2x) - 1``. The layout follows the widths
   (:func:`default_layout`): channels-last for networks 8 or more channels wide, and for networks
   at most 8 channels wide :class:`BatchLastScorer`, the same math with the batch as the innermost
-  dimension, where every convolution is a few matrix products. Scores equal the eager model's up to float rounding (tested: within 1e-5
-  absolute and 1e-4 of their scale). ``benchmarks/`` measures it (section ``scoring``).
+  dimension, where every convolution is a few matrix products. Scores equal the eager model's up
+  to float rounding (tested: within 1e-5 absolute and 1e-4 of their scale). ``benchmarks/``
+  measures it (section ``scoring``).
 * ``optimize=False``: the generator's own layers as they are (eval mode); the default for ONNX,
   whose runtimes do their own graph optimisation (see :func:`export_onnx`).
 
