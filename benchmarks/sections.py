@@ -284,9 +284,8 @@ def scoring(cfg: Config) -> tuple[dict, str]:
                "teacher 64-128-256 vs the dataset's student at the same channel count. 'eager' = "
                "GanomalyHooks.score on the nn.Modules; 'torchscript' = the exported deployment model "
                "(gankd_ganomaly.export.to_torchscript: batch norm folded, matrix-product head, fast transposed "
-               "convs, phase-domain last layer; layout from default_layout at the measured thread count: channels_last "
-               "for widths >= 8, batch_last for widths <= 8 on 1 thread, else standard; the row's 'layouts'); "
-               "'onnxruntime' = export_onnx "
+               "convs, phase-domain last layer; layout from default_layout: channels_last for widths >= 8, "
+               "batch_last for widths <= 8, else standard; the row's 'layouts'); 'onnxruntime' = export_onnx "
                "(the plain graph) run by onnxruntime (when installed) with intra_op_num_threads = threads. "
                "speedup = teacher time / student time (paired per round); flops_ratio from "
                "gankd_ganomaly.flops.compression_report.", cfg, results=[])

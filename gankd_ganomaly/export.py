@@ -229,8 +229,8 @@ class _PhaseTail(nn.Module):
 
     Phase (a, b) of x_hat is x_hat[2m+a, 2n+b]. Each phase of the transposed conv is a 2x2 conv, and all four
     are one 2x2 conv with 4*C outputs over the 16x16 map padded by 1 (:func:`_phase_weight`): its 17x17
-    output holds phase (a, b) at [m+a, n+b]. The encoder's stride-2 4x4 conv then reads, for output (i, j), exactly rows i, i+1 and
-    columns j, j+1 of every phase map: it is a 2x2 conv over the 17x17 phases (the two border entries that
+    output holds phase (a, b) at [m+a, n+b]. The encoder's stride-2 4x4 conv then reads, for output (i, j),
+    exactly rows i, i+1 and columns j, j+1 of every phase map: it is a 2x2 conv over the 17x17 phases (the two border entries that
     stand for the image's zero padding are zeroed). Same multiply-adds as the layers themselves, and the
     32x32 image is never assembled: no pixel shuffle, no layout change of a 1- or 3-channel image.
     """
