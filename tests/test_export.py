@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from gankd import DistillationEngine, get_schedule
 from gankd_ganomaly.data import ShuffledBatches
 from gankd_ganomaly.evaluation import anomaly_scores
-from gankd_ganomaly.export import (LAYOUTS, BatchLastScorer, GanomalyScorer, _Col2ImDeconv, _NativeDeconv,
-                                   _SubpixelDeconv, default_layout, export_onnx, export_torchscript, onnx_available,
-                                   scoring_module, to_torchscript)
+from gankd_ganomaly.export import (LAYOUTS, BatchLastScorer, GanomalyScorer, _Col2ImDeconv, _conv2x2_batch_last,
+                                   _NativeDeconv, _SubpixelDeconv, _taps_2x2, default_layout, export_onnx,
+                                   export_torchscript, onnx_available, scoring_module, to_torchscript)
 from gankd_ganomaly.hooks import GanomalyHooks
 from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
 
@@ -108,6 +108,22 @@ def test_transposed_conv_rewrites_equal_the_layer(cin, cout, form, channels_last
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         assert torch.allclose(layer(x), expected, rtol=1e-5, atol=1e-4 * expected.abs().max())
+
+
+def test_batch_last_2x2_convolution_equals_conv2d_and_chains_on_its_own_views():
+    """The batch-last 2x2 conv (four products on shifted views) is F.conv2d, also when its input is the
+    row-padded view a previous one returned."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 9, 11)  # (N, C, H, W)
+    w1, b1, w2 = torch.randn(4, 3, 2, 2), torch.randn(4), torch.randn(2, 4, 2, 2)
+    expected1 = F.conv2d(x, w1, b1)
+    expected2 = F.conv2d(expected1, w2)
+    x_bl = x.permute(1, 2, 3, 0).contiguous()  # (C, H, W, N)
+    y1 = _conv2x2_batch_last(x_bl, _taps_2x2(w1), b1.unsqueeze(1))
+    assert y1.shape == (4, 8, 10, 5) and not y1.is_contiguous()  # rows keep the input's length
+    y2 = _conv2x2_batch_last(y1, _taps_2x2(w2), None)
+    assert torch.allclose(y1.permute(3, 0, 1, 2), expected1, atol=1e-5)
+    assert torch.allclose(y2.permute(3, 0, 1, 2), expected2, atol=1e-4)
 
 
 @pytest.mark.parametrize("channels, widths", [(3, TEACHER_WIDTHS), (3, STUDENT_WIDTHS["cifar10"]),
