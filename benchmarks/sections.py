@@ -486,7 +486,8 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
                "macs_per_s = the model's multiply-adds (fvcore) x batch / profiled self time per call. "
                "onednn_primitives: each oneDNN primitive's least execution time over 8 calls, from oneDNN's own "
                "log (convolutions, transposed convolutions, layout reorders; null where the log is not "
-               "available); onednn_ms_per_call: their sum.", cfg, results=[])
+               "available or the scorer runs no oneDNN primitive, as the batch-last students); "
+               "onednn_ms_per_call: their sum.", cfg, results=[])
     texts = []
     for threads in cfg.threads:
         set_threads(threads)

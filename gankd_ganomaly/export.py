@@ -99,35 +99,13 @@ class _FoldedEncoder(nn.Module):
         return F.linear(x.reshape(x.shape[0], -1), self.head)  # (N, out)
 
 
-def _subpixel_weight(weight: torch.Tensor, phase_major: bool = False) -> torch.Tensor:
-    """A (Cin, Cout, 4, 4) stride-2 padding-1 transposed-conv weight as a (4*Cout, Cin, 3, 3) conv weight.
-
-    Output pixel (2m+a, 2n+b) of the transposed convolution only sees input rows m-1..m+1 (taps 3, 1
-    for a=0; 2, 0 for a=1) and likewise for columns, so the layer is a 3x3 convolution with 4*Cout
-    outputs (one per output phase (a, b)) followed by ``pixel_shuffle(., 2)``. Outputs are ordered
-    (c, a, b) as pixel_shuffle wants them, or (a, b, c) with ``phase_major`` (see :class:`_SubpixelDeconv`).
-    """
-    cin, cout = weight.shape[:2]
-    out = weight.new_zeros(cout, 2, 2, cin, 3, 3)
-    taps = ({0: 3, 1: 1}, {1: 2, 2: 0})  # phase -> {row of the 3x3 window: row of the 4x4 kernel}
-    for a in (0, 1):
-        for b in (0, 1):
-            for py, ky in taps[a].items():
-                for px, kx in taps[b].items():
-                    out[:, a, b, :, py, px] = weight[:, :, ky, kx].t()
-    if phase_major:
-        out = out.permute(1, 2, 0, 3, 4, 5)
-    return out.reshape(cout * 4, cin, 3, 3)
-
-
 def _phase_weight(weight: torch.Tensor, phase_major: bool = False) -> torch.Tensor:
     """A (Cin, C, 4, 4) stride-2 padding-1 transposed-conv weight as a (4*C, Cin, 2, 2) conv weight.
 
-    Phase (a, b) of the output, y[2m+a, 2n+b], is a 2x2 convolution of the input padded by 1, and all
-    four are one 2x2 convolution with 4*C outputs: over the (H+2, W+2) padded map its (H+1, W+1)
-    output holds phase (a, b) at [m+a, n+b] (taps 3, 1 for a=0 and 2, 0 for a=1, as in
-    :func:`_subpixel_weight`), 4/9 of that form's multiply-adds. Outputs are ordered (c, a, b), or
-    (a, b, c) with ``phase_major``.
+    Phase (a, b) of the output, y[2m+a, 2n+b], only sees input rows m-1+a, m+a (kernel taps 3, 1 for a=0;
+    2, 0 for a=1) and likewise for columns: a 2x2 convolution of the input padded by 1. All four are one
+    2x2 convolution with 4*C outputs: over the (H+2, W+2) padded map its (H+1, W+1) output holds phase
+    (a, b) at [m+a, n+b]. Outputs are ordered (c, a, b), or (a, b, c) with ``phase_major``.
     """
     cin, c = int(weight.shape[0]), int(weight.shape[1])
     taps = ((3, 1), (2, 0))  # phase a: the kernel rows that meet padded-map rows (m + a, m + a + 1)
@@ -140,6 +118,25 @@ def _phase_weight(weight: torch.Tensor, phase_major: bool = False) -> torch.Tens
     if phase_major:
         out = out.permute(1, 2, 0, 3, 4, 5)
     return out.reshape(4 * c, cin, 2, 2)
+
+
+def _subpixel_weight(weight: torch.Tensor, phase_major: bool = False) -> torch.Tensor:
+    """A (Cin, Cout, 4, 4) stride-2 padding-1 transposed-conv weight as a (4*Cout, Cin, 3, 3) conv weight.
+
+    The same layer as a 3x3 convolution (padding 1) with 4*Cout outputs followed by ``pixel_shuffle(., 2)``:
+    phase (a, b)'s 2x2 kernel (:func:`_phase_weight`) placed at offset (a, b) of the 3x3 window, 9/4 its
+    multiply-adds. Outputs are ordered (c, a, b) as pixel_shuffle wants them, or (a, b, c) with
+    ``phase_major`` (see :class:`_SubpixelDeconv`).
+    """
+    cin, cout = int(weight.shape[0]), int(weight.shape[1])
+    phases = _phase_weight(weight).reshape(cout, 2, 2, cin, 2, 2)
+    out = weight.new_zeros(cout, 2, 2, cin, 3, 3)
+    for a in (0, 1):
+        for b in (0, 1):
+            out[:, a, b, :, a:a + 2, b:b + 2] = phases[:, a, b]
+    if phase_major:
+        out = out.permute(1, 2, 0, 3, 4, 5)
+    return out.reshape(cout * 4, cin, 3, 3)
 
 
 class _NativeDeconv(nn.Module):
@@ -230,9 +227,10 @@ class _PhaseTail(nn.Module):
     Phase (a, b) of x_hat is x_hat[2m+a, 2n+b]. Each phase of the transposed conv is a 2x2 conv, and all four
     are one 2x2 conv with 4*C outputs over the 16x16 map padded by 1 (:func:`_phase_weight`): its 17x17
     output holds phase (a, b) at [m+a, n+b]. The encoder's stride-2 4x4 conv then reads, for output (i, j),
-    exactly rows i, i+1 and columns j, j+1 of every phase map: it is a 2x2 conv over the 17x17 phases (the two border entries that
-    stand for the image's zero padding are zeroed). Same multiply-adds as the layers themselves, and the
-    32x32 image is never assembled: no pixel shuffle, no layout change of a 1- or 3-channel image.
+    exactly rows i, i+1 and columns j, j+1 of every phase map: it is a 2x2 conv over the 17x17 phases (the
+    two border entries that stand for the image's zero padding are zeroed). Same multiply-adds as the layers
+    themselves, and the 32x32 image is never assembled: no pixel shuffle, no layout change of a 1- or 3-channel
+    image.
     """
 
     def __init__(self, deconv_weight: torch.Tensor, conv_weight: torch.Tensor, conv_bias: torch.Tensor,
