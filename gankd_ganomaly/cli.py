@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .export import LAYOUTS
 from .flops import compression_report
 
 DATASETS_WITH_STUDENTS = ("cifar10", "mnist", "fmnist")
@@ -460,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: from the output suffix (.onnx -> onnx, else torchscript)")
     p.add_argument("--plain", action="store_true",
                    help="export the model's own layers instead of the faster rewritten graph (folded batch norm)")
-    p.add_argument("--layout", choices=("standard", "channels_last", "batch_last"), default=None,
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="memory layout of the rewritten TorchScript graph; default: the fastest measured for the "
                         "model's widths")
     p.set_defaults(func=cmd_export)
