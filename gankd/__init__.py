@@ -7,11 +7,12 @@ and :class:`DistillationEngine` trains.
 from .callbacks import (Callback, CheckpointCallback, CSVLogger, EvaluationCallback, JSONHistory, ProgressLogger,
                         TensorBoardLogger, TqdmProgress, auto_progress)
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from .distill import DISTILL_LOSSES, DistillationLoss, DistillTerm, register_distill_loss
+from .distill import (ADAPTORS, DERIVED_OUTPUTS, DISTILL_LOSSES, DistillationLoss, DistillTerm, register_adaptor,
+                      register_derived_output, register_distill_loss)
 from .engine import DistillationEngine, NonFiniteLossError, StageState
 from .hooks import GAN, GANHooks, Losses
 from .registry import Registry
-from .schedule import SCHEDULES, OptimizerConfig, Schedule, Stage, get_schedule
+from .schedule import SCHEDULES, OptimizerConfig, Recipe, Schedule, Stage, get_schedule
 from .structure import STRUCTURES, Structure, get_structure
 from .utils import atomic_write_bytes, atomic_write_text, seed_everything
 
@@ -21,10 +22,11 @@ __all__ = [
     "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
     "Callback", "CheckpointCallback", "CSVLogger", "EvaluationCallback", "JSONHistory", "ProgressLogger",
     "TensorBoardLogger", "TqdmProgress", "auto_progress",
-    "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_distill_loss",
+    "ADAPTORS", "DERIVED_OUTPUTS", "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_adaptor",
+    "register_derived_output", "register_distill_loss",
     "DistillationEngine", "NonFiniteLossError", "StageState",
     "GAN", "GANHooks", "Losses", "Registry",
-    "SCHEDULES", "OptimizerConfig", "Schedule", "Stage", "get_schedule",
+    "SCHEDULES", "OptimizerConfig", "Recipe", "Schedule", "Stage", "get_schedule",
     "STRUCTURES", "Structure", "get_structure",
     "atomic_write_bytes", "atomic_write_text", "seed_everything", "__version__",
 ]

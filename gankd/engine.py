@@ -30,6 +30,9 @@ class StageState:
     index: int
     stage: Stage
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    # The stage's K: its own (``stage.distillation``, fresh adaptors) or the engine's.
+    distillation: DistillationLoss | None = None
+    taps: "_Taps | None" = None
     # What the loss hooks receive for the generator step and the discriminator step. Single-process:
     # the GANs themselves. Under DDP: views whose trained networks are DDP-wrapped (the G step sees
     # the raw discriminator, so DDP never waits for D gradients the generator loss does not produce).
@@ -96,7 +99,7 @@ class DistillationEngine:
                 if gan is not None:
                     gan.generator.compile()
                     gan.discriminator.compile()
-        self.distillation = distillation or hooks.distillation_loss()
+        self.distillation = (distillation or hooks.distillation_loss()).to(self.device)
         self.callbacks = list(callbacks)
         self.metadata = dict(metadata or {})  # e.g. the run's resolved config; stored in checkpoints
         self.history: list[dict] = []
@@ -104,6 +107,7 @@ class DistillationEngine:
         self._schedule: Schedule | None = None
         self._batches: Any = None
         self._active_callbacks: list[Callback] = []
+        self._resume_stage_distillation: dict | None = None
         self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         self.rank = dist.get_rank() if self.distributed else 0
         if self.distributed and self.device.type == "cuda":
@@ -144,6 +148,8 @@ class DistillationEngine:
             stage = schedule.stages[index]
             state = self._start_stage(index, stage)
             if resume is not None and index == start_stage and done_epochs:
+                if self._resume_stage_distillation is not None and state.distillation is not self.distillation:
+                    _load_distillation_state(state.distillation, self._resume_stage_distillation)
                 for name, opt in state.optimizers.items():
                     opt.load_state_dict(resume["optimizers"][name])
                     _match_state_layout(opt)
@@ -185,6 +191,9 @@ class DistillationEngine:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "batches": self._batches.state_dict() if hasattr(self._batches, "state_dict") else None,
             "hooks": self.hooks.state_dict(),
+            "distillation": {"engine": self.distillation.state_dict(),
+                             "stage": (self.stage_state.distillation.state_dict()
+                                       if self.stage_state.distillation is not self.distillation else None)},
             "history": self.history,
         }
 
@@ -207,6 +216,10 @@ class DistillationEngine:
         if ckpt["batches"] is not None and hasattr(batches, "load_state_dict"):
             batches.load_state_dict(ckpt["batches"])
         self.hooks.load_state_dict(ckpt["hooks"])
+        saved_k = ckpt.get("distillation") or {}
+        if saved_k.get("engine") is not None:
+            _load_distillation_state(self.distillation, saved_k["engine"])
+        self._resume_stage_distillation = saved_k.get("stage")
         self.history = list(ckpt["history"])
         stage, epoch = ckpt["stage"], ckpt["epoch"]
         if epoch == schedule.stages[stage].epochs:  # the stage had finished: start the next one fresh
@@ -242,10 +255,20 @@ class DistillationEngine:
                 continue
             module.requires_grad_(trains)
             if trains:
-                state.optimizers[name] = stage.optimizer.build(module.parameters())
+                state.optimizers[name] = stage.optimizer_for(name).build(module.parameters())
                 if self.distributed:
                     ids = [self.device.index] if self.device.type == "cuda" else None
                     wrapped[name] = DistributedDataParallel(module, device_ids=ids)
+        if structure.lam:
+            k = (DistillationLoss.from_spec(stage.distillation).to(self.device)
+                 if stage.distillation is not None else self.distillation)
+            k.train(True)
+            state.distillation = k
+            if k.has_parameters():  # adaptors train with the student generator, at its settings
+                state.optimizers["distillation"] = stage.optimizer_for("student.generator").build(k.parameters())
+            if k.taps:
+                state.taps = _Taps(k.taps, {who: gan.generator for who, gan in
+                                            (("teacher", self.teacher), ("student", self.student)) if gan})
         if self.teacher is not None:
             self.teacher.train(not structure.teacher_frozen)
         if self.student is not None:
@@ -267,6 +290,8 @@ class DistillationEngine:
         for module, _ in self._trainable(state.structure).values():
             if module is not None:
                 module.requires_grad_(True)
+        if state.taps is not None:
+            state.taps.remove()
         self.stage_state = None
 
     # --- the loop -------------------------------------------------------------------------
@@ -299,9 +324,13 @@ class DistillationEngine:
         if s.needs_teacher:
             with torch.no_grad() if s.teacher_frozen else nullcontext():
                 t_out = dict(hooks.generator_forward(state.g_views["teacher"].generator, inputs))
+            if state.taps is not None:
+                t_out.update(state.taps.take("teacher"))
         if s.needs_student:
             with nullcontext() if s.trains_student_generator else torch.no_grad():
                 s_out = dict(hooks.generator_forward(state.g_views["student"].generator, inputs))
+            if state.taps is not None:
+                s_out.update(state.taps.take("student"))
 
         logged: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -312,12 +341,14 @@ class DistillationEngine:
             losses = hooks.generator_loss(state.g_views["student"], batch, s_out)
             objective.append(s.mu * self._log(logged, "L_g^S", losses))
         if s.lam:
-            terms, total = self.distillation(t_out, s_out)
+            assert state.distillation is not None
+            terms, total = state.distillation(t_out, s_out)
             objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
         if objective:
             total_g = torch.stack(objective).sum() if len(objective) > 1 else objective[0]
             self._check_finite(state, where, logged, total_g)
-            self._step([o for n, o in state.optimizers.items() if n.endswith("generator")], total_g)
+            self._step([o for n, o in state.optimizers.items() if n.endswith("generator") or n == "distillation"],
+                       total_g)
 
         for flag, who, outputs, tag in ((s.beta, "teacher", t_out, "L_d^T"), (s.nu, "student", s_out, "L_d^S")):
             if flag:
@@ -380,6 +411,16 @@ def _who(value: bool | Collection[str], what: str) -> tuple[str, ...]:
     return tuple(v for v in ("teacher", "student") if v in value)
 
 
+def _load_distillation_state(loss: DistillationLoss, state: dict) -> None:
+    """``load_state_dict`` for K: its stateful terms may size their buffers from the checkpoint (statistics
+    of a shape seen only at the first batch), which a shape-checking loader would refuse."""
+    try:
+        loss.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint's distillation-loss state does not fit this run's loss {loss}: "
+                              f"{str(err).splitlines()[0]}") from None
+
+
 def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
     """Give each loaded optimizer-state tensor its parameter's memory layout.
 
@@ -392,6 +433,39 @@ def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(p, {}).items():
                 if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
                     optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+class _Taps:
+    """Forward hooks that keep the output of named generator submodules for distillation terms
+    (``"@encoder1.features"``), per GAN, until the step takes them."""
+
+    def __init__(self, names: Sequence[str], generators: dict[str, torch.nn.Module]) -> None:
+        self.captured: dict[str, dict[str, torch.Tensor]] = {who: {} for who in generators}
+        self.handles = []
+        for who, generator in generators.items():
+            for name in names:
+                try:
+                    module = generator.get_submodule(name)
+                except AttributeError:
+                    children = [n for n, _ in generator.named_children()]
+                    raise ValueError(f"distillation term output '@{name}': the {who} generator has no submodule "
+                                     f"{name!r}; its top-level submodules are {children} (name nested ones "
+                                     "with dots, as in named_modules())") from None
+                self.handles.append(module.register_forward_hook(self._keep(who, "@" + name)))
+
+    def _keep(self, who: str, key: str):
+        def hook(module, args, output):
+            self.captured[who][key] = output
+        return hook
+
+    def take(self, who: str) -> dict[str, torch.Tensor]:
+        out, self.captured[who] = self.captured[who], {}
+        return out
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
 
 
 class _View(GAN):

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
 from .distill import DistillationLoss
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .schedule import Recipe
 
 
 class Losses(NamedTuple):
@@ -84,6 +87,20 @@ class GANHooks(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    def recipes(self) -> Mapping[str, "Recipe"]:
+        """Named distillation recipes of this family (name -> :class:`gankd.Recipe`); at least ``paper``.
+        Families add their own by overriding this and extending the base mapping."""
+        from .schedule import PAPER_RECIPE
+
+        return {"paper": PAPER_RECIPE}
+
+    def recipe(self, name: str) -> "Recipe":
+        """The recipe called ``name``, or a ``KeyError`` listing the family's recipes."""
+        recipes = self.recipes()
+        if name not in recipes:
+            raise KeyError(f"unknown recipe {name!r} for {type(self).__name__}; recipes: {', '.join(recipes)}")
+        return recipes[name]
 
     def score(self, gan: GAN, batch: Any) -> torch.Tensor:
         """Per-sample anomaly score, shape (N,); higher = more novel. Detectors override this."""

@@ -7,9 +7,10 @@ weights stage ``k`` ended with; optimizers are created fresh for each stage.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from .registry import Registry
 from .structure import Structure, get_structure
@@ -27,11 +28,27 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         if self.name not in ("adam", "adamw", "sgd"):
             raise ValueError(f"OptimizerConfig.name must be one of adam, adamw, sgd; got {self.name!r}")
-        if not self.lr > 0:
-            raise ValueError(f"OptimizerConfig.lr must be > 0, got {self.lr!r}")
-        if self.weight_decay < 0:
+        for key in ("lr", "weight_decay"):  # YAML reads 2e-4 as a string
+            value = getattr(self, key)
+            try:
+                object.__setattr__(self, key, float(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"OptimizerConfig.{key} must be a number, got {value!r}") from None
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"OptimizerConfig.lr must be a finite number > 0, got {self.lr!r}")
+        if not self.weight_decay >= 0:
             raise ValueError(f"OptimizerConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
-        object.__setattr__(self, "betas", tuple(self.betas))
+        try:
+            betas = tuple(float(b) for b in self.betas)
+        except (TypeError, ValueError):
+            betas = ()
+        if len(betas) != 2:
+            raise ValueError(f"OptimizerConfig.betas must be two numbers, got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+
+    def to_dict(self) -> dict:
+        """Plain JSON types (betas as a list), as written to schedule files and checkpoints."""
+        return {**asdict(self), "betas": list(self.betas)}
 
     def build(self, params):
         import torch
@@ -44,24 +61,68 @@ class OptimizerConfig:
         return cls(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, fused=True)
 
 
+NETWORK_NAMES = ("teacher.generator", "teacher.discriminator", "student.generator", "student.discriminator")
+
+
 @dataclass(frozen=True)
 class Stage:
+    """One stage: a structure trained for ``epochs``.
+
+    ``optimizer`` is the default for every network the stage trains; ``optimizers`` overrides it per
+    network, by full name (``"teacher.generator"``) or per GAN (``"teacher"``, ``"student"``), e.g. a jointly
+    trained teacher at a tenth of the student's learning rate. ``distillation`` is this stage's K as plain
+    data (:meth:`gankd.DistillationLoss.spec`, a list of terms, or a loss); ``None`` uses the engine's
+    (by default the family's). Adaptors of a stage's own K start fresh at the stage start.
+    """
+
     structure: Structure
     epochs: int
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    optimizers: Mapping[str, OptimizerConfig] = field(default_factory=dict)
+    distillation: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", get_structure(self.structure))
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
             raise ValueError(f"Stage {self.structure.name!r}: epochs must be an integer >= 1, got {self.epochs!r}")
+        if isinstance(self.optimizer, Mapping):
+            object.__setattr__(self, "optimizer", OptimizerConfig(**self.optimizer))
+        if not isinstance(self.optimizers, Mapping):
+            raise ValueError(f"Stage {self.structure.name!r}: optimizers must map network names to optimizer "
+                             f"settings, got {self.optimizers!r}")
+        per_network = {}
+        for key, value in self.optimizers.items():
+            if key not in NETWORK_NAMES and key not in ("teacher", "student"):
+                raise ValueError(f"Stage {self.structure.name!r}: optimizers key {key!r} is not a network; use "
+                                 f"'teacher', 'student' or one of {', '.join(NETWORK_NAMES)}")
+            per_network[key] = value if isinstance(value, OptimizerConfig) else OptimizerConfig(**value)
+        object.__setattr__(self, "optimizers", per_network)
+        if self.distillation is not None:
+            from .distill import DistillationLoss
+
+            object.__setattr__(self, "distillation", DistillationLoss.from_spec(self.distillation).spec())
+
+    def optimizer_for(self, network: str) -> OptimizerConfig:
+        """The settings for ``network`` (e.g. ``"student.generator"``): its own, its GAN's, or the default."""
+        return self.optimizers.get(network) or self.optimizers.get(network.split(".")[0]) or self.optimizer
 
     def to_dict(self) -> dict:
-        return {"structure": self.structure.to_dict(), "epochs": self.epochs, "optimizer": asdict(self.optimizer)}
+        d = {"structure": self.structure.to_dict(), "epochs": self.epochs, "optimizer": self.optimizer.to_dict()}
+        if self.optimizers:
+            d["optimizers"] = {k: v.to_dict() for k, v in self.optimizers.items()}
+        if self.distillation is not None:
+            d["distillation"] = self.distillation
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "Stage":
+        unknown = sorted(set(data) - {"structure", "epochs", "optimizer", "optimizers", "distillation"})
+        if unknown:
+            raise ValueError(f"stage {data}: unknown keys {unknown}; expected structure, epochs, optimizer, "
+                             "optimizers, distillation")
         return cls(structure=get_structure(data["structure"]), epochs=data["epochs"],
-                   optimizer=OptimizerConfig(**data.get("optimizer", {})))
+                   optimizer=OptimizerConfig(**data.get("optimizer", {})),
+                   optimizers=data.get("optimizers") or {}, distillation=data.get("distillation"))
 
 
 @dataclass(frozen=True)
@@ -144,3 +205,23 @@ SCHEDULES.register("P-KDGAN-II-24", _progressive("P-KDGAN-II-24", "KDGAN-4"))
 def get_schedule(name: str, epochs: int, optimizer: OptimizerConfig | None = None) -> Schedule:
     """A preset by name; ``epochs`` is per stage (the paper's M in Algorithm 1)."""
     return SCHEDULES.get(name)(epochs, optimizer or OptimizerConfig())
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to distil: builds a schedule, with each stage's K, for ``epochs`` per stage.
+
+    Families offer their recipes through :meth:`gankd.GANHooks.recipes`; every family has ``paper``
+    (P-KDGAN-II-23 with the family's own K).
+    """
+
+    name: str
+    build: Callable[[int, OptimizerConfig], Schedule]
+    description: str = ""
+
+    def schedule(self, epochs: int, optimizer: OptimizerConfig | None = None) -> Schedule:
+        return self.build(epochs, optimizer or OptimizerConfig())
+
+
+PAPER_RECIPE = Recipe("paper", lambda e, o: get_schedule("P-KDGAN-II-23", e, o),
+                      "P-KDGAN-II-23 (KDGAN-2 then KDGAN-3, M epochs each) with the family's distillation loss")

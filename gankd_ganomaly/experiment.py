@@ -31,13 +31,16 @@ from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
 from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, ShuffledBatches, validate_images
 from .evaluation import BN_MODES, evaluate_auroc
 from .flops import count_generator
-from .hooks import GanomalyHooks, GanomalyLossWeights
+from .hooks import RECIPES, GanomalyHooks, GanomalyLossWeights
 from .networks import IMAGE_SIZE, LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS
 
 # digits are MNIST-like grayscale digits: their student is the MNIST one.
 DEFAULT_STUDENT = {"digits": STUDENT_WIDTHS["mnist"], **STUDENT_WIDTHS}
-METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
-           "P-KDGAN-I", "P-KDGAN-II-23", "P-KDGAN-II-24")
+SCHEDULE_METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
+                    "P-KDGAN-I", "P-KDGAN-II-23", "P-KDGAN-II-24")
+# recipes of GanomalyHooks that are not a schedule preset: a method name too ("paper" is P-KDGAN-II-23)
+RECIPE_METHODS = tuple(name for name in RECIPES if name != "paper")
+METHODS = SCHEDULE_METHODS + RECIPE_METHODS
 MODEL_FORMAT = "gankd-ganomaly-model"
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -136,9 +139,21 @@ class RunConfig:
         """Widths of the network this run trains: the teacher's for ``method="teacher"``, else the student's."""
         return self.teacher_widths if self.method == "teacher" else self.student_widths  # type: ignore[return-value]
 
+    @property
+    def recipe(self) -> str | None:
+        """The distillation recipe this run follows: ``"paper"`` for P-KDGAN-II-23 (Eq. 6, Algorithm 1), the
+        recipe's name for a recipe method, ``None`` for the other methods (a teacher, a student alone, or a
+        single paper structure)."""
+        if self.method in RECIPE_METHODS:
+            return self.method
+        return "paper" if self.method == "P-KDGAN-II-23" else None
+
     def schedule(self) -> gankd.Schedule:
-        """The :class:`gankd.Schedule` preset named by ``method``, with ``epochs`` per stage."""
-        return get_schedule(self.method, self.epochs, OptimizerConfig(lr=self.lr, betas=(self.beta1, 0.999)))
+        """The :class:`gankd.Schedule` of ``method`` (a preset or a recipe), with ``epochs`` per stage."""
+        optimizer = OptimizerConfig(lr=self.lr, betas=(self.beta1, 0.999))
+        if self.method in RECIPE_METHODS:
+            return RECIPES[self.method].schedule(self.epochs, optimizer)
+        return get_schedule(self.method, self.epochs, optimizer)
 
     # --- conversions --------------------------------------------------------------------
     def replace(self, **changes: Any) -> "RunConfig":
@@ -438,7 +453,8 @@ def load_image_folder(folder: str | Path, channels: int) -> tuple[torch.Tensor, 
 
 def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
         log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
-        resume: bool = False, tensorboard: bool = False) -> tuple[dict, GAN]:
+        resume: bool = False, tensorboard: bool = False,
+        schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
     """Execute ``cfg.method`` on ``data``; returns (result record, the trained GAN).
 
     For a student method, ``teacher`` is a trained teacher; it is deep-copied, so stages
@@ -453,10 +469,12 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`ConfigError`,
     a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
     uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
-    ``callbacks`` run after the built-in ones.
+    ``callbacks`` run after the built-in ones. ``schedule`` replaces the method's schedule (a study of
+    custom structures or distillation losses); the record then names the recipe ``"custom"``.
     """
     hooks = make_hooks(cfg)
-    schedule = cfg.schedule()
+    recipe = cfg.recipe if schedule is None else "custom"
+    schedule = schedule if schedule is not None else cfg.schedule()
     is_teacher_run = cfg.method == "teacher"
     validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
     validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
@@ -510,7 +528,7 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     counts = count_generator(CHANNELS[cfg.dataset], cfg.trained_widths)
     record = {
         "dataset": cfg.dataset, "normal_class": cfg.normal_class, "class_name": data.class_name,
-        "method": cfg.method, "seed": cfg.seed, "schedule": schedule.to_dict(),
+        "method": cfg.method, "recipe": recipe, "seed": cfg.seed, "schedule": schedule.to_dict(),
         "batch_size": cfg.batch_size, "lr": cfg.lr, "bn_mode_at_test": cfg.bn_mode,
         "auroc_last": history[-1]["metrics"]["auroc"],
         "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],

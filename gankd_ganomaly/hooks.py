@@ -7,7 +7,8 @@ from typing import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses
+from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig, Recipe, Schedule, Stage
+from gankd.schedule import PAPER_RECIPE
 
 from .networks import LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator
 
@@ -55,6 +56,10 @@ class GanomalyHooks(GANHooks):
         return DistillationLoss([DistillTerm("z1", "l2", w.w1), DistillTerm("x_hat", "l1", w.wx),
                                  DistillTerm("z2", "l2", w.w2)])
 
+    def recipes(self) -> Mapping[str, Recipe]:
+        """``paper`` (P-KDGAN-II-23 with Eq. 6's K) and ``recommended`` (see :data:`RECIPES`)."""
+        return RECIPES
+
     def generator_forward(self, generator, inputs: torch.Tensor) -> Mapping[str, torch.Tensor]:
         z1, x_hat, z2 = generator(inputs)
         return {"z1": z1, "x_hat": x_hat, "z2": z2}
@@ -97,3 +102,17 @@ class GanomalyHooks(GANHooks):
         """Anomaly score per sample: mean over the latent of (z1 - z2)^2 (GANomaly's S_enc), shape (N,)."""
         z1, _, z2 = gan.generator(batch)
         return (z1 - z2).pow(2).flatten(1).mean(dim=1)
+
+
+def _recommended(epochs: int, optimizer: OptimizerConfig) -> Schedule:
+    """KDGAN-2 (student on its own losses, teacher frozen) with K on the reconstruction only."""
+    k = {"terms": [{"output": "x_hat", "loss": "l1", "weight": 10.0}]}
+    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=k),), name="recommended")
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": PAPER_RECIPE,
+    "recommended": Recipe("recommended", _recommended,
+                          "KDGAN-2 for M epochs with K = 10 * l1(x_hat): the student imitates the teacher's "
+                          "reconstruction, not its latents (docs/results.md, 'Beyond the paper')"),
+}

@@ -1,0 +1,120 @@
+"""Development probe for the `recommended` recipe: candidate schedules / distillation losses on dev runs.
+
+Runs each candidate on (dataset, class, seed) cases whose teachers a sweep already trained (``--sweep-out``,
+e.g. the Figure-2 classes at seeds 100+, which the reported sweep never uses), at the sweep's cpu budget,
+and appends one row per run to ``--out`` (JSON; re-running skips rows already there). AUROC is the last
+epoch's, on the whole test split. Example:
+
+    python scripts/recipe_probe.py --sweep-out /work/dev/figure2 --cases mnist:5:100,fmnist:8:100 \
+        --candidates xhat10,xhat30 --out results/recipe_probe.json --data-root ../shared/datasets \
+        --cifar-root data/cifar10-jpeg
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gankd  # noqa: E402
+from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
+from gankd_ganomaly.data import load_one_class  # noqa: E402
+from gankd_ganomaly.experiment import RunConfig, run  # noqa: E402
+from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_path  # noqa: E402
+
+XHAT = {"output": "x_hat", "loss": "l1"}
+
+
+def k(*terms: dict, derived: dict | None = None) -> dict:
+    return {"terms": list(terms), **({"derived": derived} if derived else {})}
+
+
+def one(k_spec: dict | None, structure: str = "KDGAN-2"):
+    def build(epochs: int, opt: OptimizerConfig) -> Schedule:
+        return Schedule((Stage(structure, epochs, opt, distillation=k_spec),), name="probe")
+    return build
+
+
+def two(first: tuple[str, dict | None], second: tuple[str, dict | None], optimizers2: dict | None = None):
+    def build(epochs: int, opt: OptimizerConfig) -> Schedule:
+        return Schedule((Stage(first[0], epochs, opt, distillation=first[1]),
+                         Stage(second[0], epochs, opt, distillation=second[1], optimizers=optimizers2 or {})),
+                        name="probe")
+    return build
+
+
+SCORE = {"score": {"fn": "squared_error", "a": "z1", "b": "z2"}}
+CANDIDATES = {
+    "student-alone": one(None, "student-alone"),
+    "paper-kdgan2": one(None),
+    "xhat1": one(k({**XHAT, "weight": 1.0})),
+    "xhat10": one(k({**XHAT, "weight": 10.0})),
+    "xhat30": one(k({**XHAT, "weight": 30.0})),
+    "xhat100": one(k({**XHAT, "weight": 100.0})),
+    "xhat10+rkd_z1": one(k({**XHAT, "weight": 10.0}, {"output": "z1", "loss": "rkd_distance", "weight": 1.0})),
+    "xhat10+rank": one(k({**XHAT, "weight": 10.0},
+                         {"output": "score", "loss": "rank", "weight": 1.0, "args": {"temperature": 1.0}},
+                         derived=SCORE)),
+    "xhat10+fitnet": lambda widths: one(k(
+        {**XHAT, "weight": 10.0},
+        {"output": "@encoder1.features", "loss": "normalized_l2", "weight": 1.0, "name": "K_feat",
+         "adaptor": "conv1x1", "adaptor_args": {"in_channels": widths[2], "out_channels": 256}})),
+    "xhat10+gram_feat": one(k({**XHAT, "weight": 10.0},
+                              {"output": "@encoder1.features", "loss": "gram", "weight": 10.0, "name": "K_feat"})),
+    "xhat10+cos_z1": one(k({**XHAT, "weight": 10.0}, {"output": "z1", "loss": "cosine", "weight": 1.0})),
+    "xhat10-then-alone": two(("KDGAN-2", k({**XHAT, "weight": 10.0})), ("student-alone", None)),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
+    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p.add_argument("--candidates", required=True, help=f"comma list of {', '.join(CANDIDATES)}")
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    budget = BUDGETS["cpu"]
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
+    cases = [(d, int(c), int(s)) for d, c, s in (x.split(":") for x in args.cases.split(","))]
+    names = args.candidates.split(",")
+    for name in names:
+        CANDIDATES[name]  # unknown names fail before any run
+    for dataset, c, seed in cases:
+        root = args.cifar_root if dataset == "cifar10" else args.data_root
+        data, _ = prepare_data(load_one_class(dataset, c, root=root), budget)
+        cfg = RunConfig(dataset=dataset, normal_class=c, method="KDGAN-2", epochs=budget.student_epochs,
+                        batch_size=budget.batch_size, lr=budget.lr, seed=seed, eval_every=1000)
+        tcfg = cfg.replace(method="teacher", epochs=budget.teacher_epochs, eval_every=budget.teacher_eval_every)
+        teacher, trecord = _load_teacher(teacher_path(args.sweep_out, dataset, c, seed, "cpu"), tcfg, budget)
+        for name in names:
+            if (name, dataset, c, seed) in done:
+                continue
+            build = CANDIDATES[name]
+            if build.__name__ == "<lambda>":  # needs the student's widths (an adaptor's channel counts)
+                build = build(cfg.student_widths)
+            schedule = build(budget.student_epochs, OptimizerConfig(lr=budget.lr, betas=(0.5, 0.999)))
+            t0 = time.perf_counter()
+            record, _ = run(cfg, data, teacher, verbose=False, schedule=schedule)
+            stage_ends = [h["metrics"].get("auroc") for h in record["history"] if h["metrics"]]
+            rows.append({"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
+                         "auroc_last": record["auroc_last"], "auroc_stage_ends": stage_ends,
+                         "teacher_auroc": trecord["auroc_last"], "schedule": record["schedule"],
+                         "wall_s": time.perf_counter() - t0, "version": gankd.__version__})
+            gankd.atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
+            print(f"{name:>20} {dataset}:{c}:{seed} AUROC {record['auroc_last']:.4f} "
+                  f"(teacher {trecord['auroc_last']:.4f}) {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
