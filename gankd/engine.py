@@ -191,11 +191,14 @@ class DistillationEngine:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "batches": self._batches.state_dict() if hasattr(self._batches, "state_dict") else None,
             "hooks": self.hooks.state_dict(),
-            "distillation": {"engine": self.distillation.state_dict(),
-                             "stage": (self.stage_state.distillation.state_dict()
-                                       if self.stage_state.distillation is not self.distillation else None)},
+            "distillation": {"engine": self.distillation.state_dict(), "stage": self._stage_distillation_state()},
             "history": self.history,
         }
+
+    def _stage_distillation_state(self) -> dict | None:
+        """The state of the running stage's own K (None when the stage uses the engine's K or none)."""
+        k = self.stage_state.distillation if self.stage_state is not None else None
+        return k.state_dict() if k is not None and k is not self.distillation else None
 
     def _restore(self, ckpt: dict, schedule: Schedule, batches: Any) -> tuple[int, int, int]:
         if ckpt.get("format") != 1:

@@ -57,6 +57,11 @@ CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr
                 "device", "teacher_checkpoint", "channels_last", "compile")
 
 
+def recipe_method(recipe: str) -> str:
+    """The run method of a recipe: ``paper`` is the P-KDGAN-II-23 preset, other recipes are methods."""
+    return "P-KDGAN-II-23" if recipe == "paper" else recipe
+
+
 def config_data(args: argparse.Namespace, base: dict | None = None, forced: dict | None = None) -> dict:
     """The config as a dict: ``base`` (e.g. a saved config), ``--config``, the flags given, ``--set``, ``forced``.
 
@@ -70,6 +75,10 @@ def config_data(args: argparse.Namespace, base: dict | None = None, forced: dict
     for name in CONFIG_FLAGS:
         if hasattr(args, name):
             data[name] = getattr(args, name)
+    if getattr(args, "recipe", None):
+        if hasattr(args, "method"):
+            raise CLIError("give --method or --recipe, not both (a recipe names its own schedule)")
+        data["method"] = recipe_method(args.recipe)
     data = apply_overrides(data, getattr(args, "set", None) or [])
     data.update(forced or {})
     return data
@@ -99,6 +108,11 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
         g.add_argument("--method", choices=[m for m in METHODS if m != "teacher"], default=S,
                        help=f"structure or schedule that trains the student: student-alone (no teacher), KDGAN-1..4, "
                             f"P-KDGAN-I, P-KDGAN-II-23, P-KDGAN-II-24 (default: {d.method})")
+        from .hooks import RECIPES
+
+        g.add_argument("--recipe", choices=list(RECIPES), default=None,
+                       help="a named distillation recipe instead of --method: " + "; ".join(
+                           f"{name}: {r.description}" for name, r in RECIPES.items()))
         g.add_argument("--teacher", dest="teacher_checkpoint", metavar="CKPT", default=S,
                        help="trained teacher: model.pt of a teacher run, or that run's --out folder "
                             "(needed by every method but student-alone)")
