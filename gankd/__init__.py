@@ -4,6 +4,7 @@ The engine knows nothing of any GAN family: a family subclasses :class:`GANHooks
 picks a :class:`Structure` (the paper's loss-set flags) or a :class:`Schedule` of them,
 and :class:`DistillationEngine` trains.
 """
+from .batches import ShuffledBatches, iterate_batches
 from .callbacks import (Callback, CheckpointCallback, CSVLogger, EvaluationCallback, JSONHistory, ProgressLogger,
                         TensorBoardLogger, TqdmProgress, auto_progress)
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
@@ -19,7 +20,7 @@ from .utils import atomic_write_bytes, atomic_write_text, seed_everything
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
+    "ShuffledBatches", "iterate_batches", "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
     "Callback", "CheckpointCallback", "CSVLogger", "EvaluationCallback", "JSONHistory", "ProgressLogger",
     "TensorBoardLogger", "TqdmProgress", "auto_progress",
     "ADAPTORS", "DERIVED_OUTPUTS", "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_adaptor",

@@ -67,8 +67,16 @@ CANDIDATES = {
     "xhat10+gram_feat": one(k({**XHAT, "weight": 10.0},
                               {"output": "@encoder1.features", "loss": "gram", "weight": 10.0, "name": "K_feat"})),
     "xhat10+cos_z1": one(k({**XHAT, "weight": 10.0}, {"output": "z1", "loss": "cosine", "weight": 1.0})),
+    "xhat30+gram_feat": one(k({**XHAT, "weight": 30.0},
+                              {"output": "@encoder1.features", "loss": "gram", "weight": 10.0, "name": "K_feat"})),
+    "xhat30-l2": one(k({"output": "x_hat", "loss": "l2", "weight": 30.0})),
+    "xhat30-only": one(k({**XHAT, "weight": 30.0}), "KDGAN-1"),
+    # control: the student alone with the reconstruction weight w_con raised by the same 30 (on x, not on x_hat^T)
+    "alone-wcon40": one(None, "student-alone"),
     "xhat10-then-alone": two(("KDGAN-2", k({**XHAT, "weight": 10.0})), ("student-alone", None)),
 }
+
+LOSS_WEIGHT_CONTROLS = ("alone-wcon40",)
 
 
 def main() -> None:
@@ -105,7 +113,8 @@ def main() -> None:
                 build = build(cfg.student_widths)
             schedule = build(budget.student_epochs, OptimizerConfig(lr=budget.lr, betas=(0.5, 0.999)))
             t0 = time.perf_counter()
-            record, _ = run(cfg, data, teacher, verbose=False, schedule=schedule)
+            run_cfg = cfg.replace(loss_weights={"w_con": 40.0}) if name in LOSS_WEIGHT_CONTROLS else cfg
+            record, _ = run(run_cfg, data, teacher, verbose=False, schedule=schedule)
             stage_ends = [h["metrics"].get("auroc") for h in record["history"] if h["metrics"]]
             rows.append({"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
                          "auroc_last": record["auroc_last"], "auroc_stage_ends": stage_ends,

@@ -1,0 +1,96 @@
+"""``gankd``: train any family from a config file, and list the families and recipes installed.
+
+    gankd train --config FILE --out DIR [--set KEY=VALUE ...] [--resume | --overwrite]
+    gankd families
+    gankd recipes --family NAME
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from .checkpoint import CheckpointError
+from .run import RunConfigError
+
+USER_ERRORS = (RunConfigError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError,
+               NotADirectoryError, KeyError)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .run import apply_overrides, read_config, train
+
+    config = apply_overrides(read_config(args.config), args.set)
+    record = train(config, args.out, resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet)
+    metrics = " ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items())
+    print(f"trained the {record['role']} ({record['schedule']['name']}) in {record['wall_s']:.1f}s"
+          f"{'; ' + metrics if metrics else ''}; model file {os.path.join(args.out, 'model.pt')}")
+    return 0
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from .modelfile import ENTRY_POINT_GROUP, family_entry_points
+
+    installed = family_entry_points()
+    if not installed:
+        print(f"no families installed (entry-point group {ENTRY_POINT_GROUP!r}); a config may still name one as "
+              "'package.module:Class'")
+    for name, target in sorted(installed.items()):
+        print(f"{name:16} {target}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .modelfile import resolve_family
+
+    try:
+        hooks = resolve_family(args.family)(**{})
+    except ValueError as err:
+        raise RunConfigError(str(err)) from None
+    for name, recipe in hooks.recipes().items():
+        print(f"{name:14} {recipe.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gankd", description="Knowledge distillation between GANs: run a config file.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set GANKD_DEBUG=1)")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="run a config file into a run folder (docs/config.md lists every key)")
+    t.add_argument("--config", required=True, metavar="FILE", help="run config, YAML or JSON")
+    t.add_argument("--out", required=True, metavar="DIR", help="run folder: config.yaml, checkpoint.pt, history.json, "
+                   "record.json, model.pt")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, value as YAML; dots reach into mappings (student.width=8)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue DIR/checkpoint.pt (refused if the config differs)")
+    mode.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    t.set_defaults(func=cmd_train)
+    f = sub.add_parser("families", help="list the families installed through the gankd.families entry points")
+    f.set_defaults(func=cmd_families)
+    r = sub.add_parser("recipes", help="list a family's named distillation recipes")
+    r.add_argument("--family", required=True, help="an installed family name or 'package.module:Class'")
+    r.set_defaults(func=cmd_recipes)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("GANKD_DEBUG") == "1"
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        if debug:
+            traceback.print_exc()
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"gankd: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gankd: interrupted; `gankd train ... --resume` continues from the last completed epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""One model-file format for any family: the trained GAN's weights plus what is needed to rebuild it.
+
+A model file is a plain dict (``torch.load(weights_only=True)`` reads it, nothing in it runs code)::
+
+    {"format": "gankd-model", "format_version": 1, "version": ..., "family": "pkg.mod:Class",
+     "family_args": {...}, "role": "teacher" | "student", "width": ..., "metadata": {...},
+     "state_dict": {...}}
+
+:func:`load_model` rebuilds the network through the family named in the file, so a model file written
+by ``gankd train`` can be given back as a teacher (``teacher: {checkpoint: FILE}``) or deployed.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Mapping
+
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from .hooks import GAN, GANHooks
+
+MODEL_FORMAT = "gankd-model"
+ENTRY_POINT_GROUP = "gankd.families"
+
+
+def family_entry_points() -> dict[str, str]:
+    """Families installed under the ``gankd.families`` entry-point group: name -> ``module:Class``."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def resolve_family(name: str) -> type[GANHooks]:
+    """A :class:`GANHooks` subclass from ``"package.module:Class"`` or an installed family's name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"family must be 'package.module:Class' or an installed family name, got {name!r}")
+    target = name
+    if ":" not in name:
+        installed = family_entry_points()
+        if name not in installed:
+            raise ValueError(f"unknown family {name!r}: installed families (entry points of group "
+                             f"{ENTRY_POINT_GROUP!r}) are {sorted(installed) or 'none'}; or give 'package.module:Class'")
+        target = installed[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"family {name!r}: cannot import module {module_name!r} ({err})") from None
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, GANHooks)):
+        raise ValueError(f"family {name!r}: {target!r} is not a gankd.GANHooks subclass")
+    return cls
+
+
+def save_model(path: str | Path, gan: GAN, *, family: str, family_args: Mapping[str, Any], width: Any, role: str,
+               metadata: Mapping[str, Any] | None = None) -> None:
+    """Write ``gan`` (generator and discriminator) as a model file, atomically."""
+    from . import __version__
+
+    if role not in ("teacher", "student"):
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
+    save_checkpoint(path, {
+        "format": MODEL_FORMAT, "format_version": 1, "version": __version__, "family": family,
+        "family_args": dict(family_args), "role": role, "width": width, "metadata": dict(metadata or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in gan.state_dict().items()},
+    })
+
+
+def read_model(path: str | Path) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a model file; a folder stands for its ``model.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    payload = load_checkpoint(path)
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"{str(path)!r} is not a gankd model file (format {found!r}, expected {MODEL_FORMAT!r})")
+    if payload.get("format_version") != 1:
+        raise CheckpointError(f"{str(path)!r}: unsupported model-file version {payload.get('format_version')!r}")
+    return {k: v for k, v in payload.items() if k != "state_dict"}, payload["state_dict"]
+
+
+def load_model(path: str | Path, hooks: GANHooks | None = None, *, role: str | None = None) -> tuple[GAN, dict]:
+    """Rebuild the GAN of a model file (through ``hooks`` or the family the file names) and load its weights.
+
+    ``role``: refuse a file of the other role (e.g. a student given where a teacher is expected).
+    """
+    header, state_dict = read_model(path)
+    if role is not None and header.get("role") != role:
+        raise CheckpointError(f"{str(path)!r} holds a {header.get('role')} model; a {role} is expected here")
+    if hooks is None:
+        hooks = resolve_family(header["family"])(**header.get("family_args", {}))
+    gan = hooks.build_gan(header["width"])
+    load_weights(gan, state_dict, what=f"{header.get('role', 'model')} ({path})")
+    return gan, header

@@ -1,0 +1,34 @@
+"""GANomaly for ``gankd train``: the data and evaluation factories a run config names.
+
+    family: ganomaly                      # the gankd.families entry point (gankd_ganomaly.hooks:GanomalyHooks)
+    family_args: {in_channels: 1}
+    data: {factory: gankd_ganomaly.run_layer:one_class_batches, args: {dataset: digits, normal_class: 3}}
+    evaluate: {factory: gankd_ganomaly.run_layer:auroc_metric, args: {dataset: digits, normal_class: 3}}
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from gankd import GAN, ShuffledBatches
+
+from .data import load_one_class
+from .evaluation import evaluate_auroc
+from .hooks import GanomalyHooks
+
+
+def one_class_batches(dataset: str, normal_class: int, batch_size: int = 32, seed: int = 0, root: str | None = None,
+                      max_train_images: int | None = None) -> ShuffledBatches:
+    """Seeded, resumable batches of the normal class's training images (the first ``max_train_images``)."""
+    train = load_one_class(dataset, normal_class, root=root).train
+    return ShuffledBatches(train[:max_train_images] if max_train_images else train, batch_size, seed=seed)
+
+
+def auroc_metric(hooks: GanomalyHooks, teacher: GAN | None, student: GAN | None, dataset: str, normal_class: int,
+                 root: str | None = None, bn_mode: str = "eval") -> Callable[[object], dict[str, float]]:
+    """Test AUROC of the network the run trains (the student when there is one)."""
+    data = load_one_class(dataset, normal_class, root=root)
+    trained = student if student is not None else teacher
+
+    def metric(engine) -> dict[str, float]:
+        return {"auroc": evaluate_auroc(hooks, trained, data.test, data.test_labels, bn_mode=bn_mode)}
+    return metric

@@ -1,0 +1,227 @@
+"""`gankd train`: a family defined outside the repository plus one YAML file trains, resumes after SIGKILL
+bit-identically and writes its model file; GANomaly runs the same way from a schedule file."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankd import Schedule, Stage
+from gankd.modelfile import load_model, read_model
+from gankd.run import RunConfigError, apply_overrides, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAMILY = textwrap.dedent('''
+    """A user's own GAN family for 2-D points, written against gankd's public API only."""
+    import os
+    import signal
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses
+
+    def mlp(sizes):
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.LeakyReLU(0.2))
+        return nn.Sequential(*layers)
+
+    class PointHooks(GANHooks):
+        def build_generator(self, width):
+            return mlp([4, width, width, 2])
+
+        def build_discriminator(self, width):
+            return mlp([2, width, width, 1])
+
+        def distillation_loss(self):
+            return DistillationLoss([DistillTerm("points", "l2")])
+
+        def generator_inputs(self, batch):
+            return torch.randn(len(batch), 4)  # the global RNG: checkpointed by the engine
+
+        def generator_forward(self, generator, inputs):
+            return {"points": generator(inputs)}
+
+        def generator_loss(self, gan, batch, outputs):
+            adv = F.softplus(-gan.discriminator(outputs["points"])).mean()
+            return Losses(adv, {"adv": adv})
+
+        def discriminator_loss(self, gan, batch, outputs):
+            real = F.softplus(-gan.discriminator(batch)).mean()
+            fake = F.softplus(gan.discriminator(outputs["points"].detach())).mean()
+            return Losses(real + fake, {"real": real, "fake": fake})
+
+    class Batches:
+        """Re-iterable batches; GANKD_TEST_KILL_AT=EPOCH:STEP kills the process (SIGKILL) at that step."""
+
+        def __init__(self, n_batches, seed):
+            g = torch.Generator().manual_seed(seed)
+            centres = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+            self.batches = [centres[torch.randint(2, (32,), generator=g)] + 0.1 * torch.randn(32, 2, generator=g)
+                            for _ in range(n_batches)]
+            self.epoch = 0
+            kill = os.environ.get("GANKD_TEST_KILL_AT")
+            self.kill = tuple(map(int, kill.split(":"))) if kill else None
+
+        def __iter__(self):
+            self.epoch += 1
+            for step, batch in enumerate(self.batches, 1):
+                if self.kill == (self.epoch, step):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield batch
+
+        def state_dict(self):
+            return {"epoch": self.epoch}
+
+        def load_state_dict(self, state):
+            self.epoch = int(state["epoch"])
+
+    def batches(n_batches=4, seed=0):
+        return Batches(n_batches, seed)
+
+    def spread(hooks, teacher, student):
+        z = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+
+        def metric(engine):
+            with torch.no_grad():
+                return {"spread": float(student.generator(z).std())}
+        return metric
+''')
+
+CONFIG = textwrap.dedent('''
+    family: points_family:PointHooks
+    data: {factory: points_family:batches, args: {n_batches: 4}}
+    teacher: {width: 32}
+    student: {width: 8}
+    evaluate: {factory: points_family:spread}
+    seed: 0
+    schedule:
+      name: two-stage
+      stages:
+        - structure: {mu: 1, nu: 1, lam: 0.1, name: mostly-own-losses}
+          epochs: 2
+          optimizer: {lr: 0.002}
+          optimizers: {student.discriminator: {lr: 0.0005}}
+          distillation:
+            terms: [{output: points, loss: smooth_l1, args: {beta: 0.5}}]
+        - structure: KDGAN-3
+          epochs: 2
+          optimizer: {lr: 0.002}
+          optimizers: {teacher: {lr: 0.0001}}
+''')
+
+
+def gankd(*args, cwd, env_extra=None, check=True):
+    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO}", **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-m", "gankd", *map(str, args)], cwd=cwd, env=env, timeout=300,
+                            capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def user_project(tmp_path_factory):
+    """A folder outside the repository with the user's family module and one config file."""
+    d = tmp_path_factory.mktemp("user_project")
+    (d / "points_family.py").write_text(FAMILY)
+    (d / "run.yaml").write_text(CONFIG)
+    gankd("train", "--config", "run.yaml", "--out", "full", "--quiet", cwd=d)
+    return d
+
+
+def test_external_family_trains_from_yaml_and_writes_its_model_file(user_project):
+    record = json.loads((user_project / "full" / "record.json").read_text())
+    assert record["role"] == "student" and [h["structure"] for h in record["history"]] == [
+        "mostly-own-losses", "mostly-own-losses", "KDGAN-3", "KDGAN-3"]
+    assert "spread" in record["metrics"] and "K/K_points" in record["history"][0]["losses"]
+    stages = record["schedule"]["stages"]
+    assert stages[0]["structure"]["lam"] == 0.1 and stages[0]["distillation"]["terms"][0]["args"] == {"beta": 0.5}
+    assert stages[1]["optimizers"]["teacher"]["lr"] == 0.0001
+    sys.path.insert(0, str(user_project))
+    try:
+        gan, header = load_model(user_project / "full" / "model.pt")
+    finally:
+        sys.path.remove(str(user_project))
+    assert header["family"] == "points_family:PointHooks" and header["role"] == "student" and header["width"] == 8
+    assert sum(p.numel() for p in gan.generator.parameters()) == (4 * 8 + 8) + (8 * 8 + 8) + (8 * 2 + 2)
+    config = (user_project / "full" / "config.yaml").read_text()
+    assert "mostly-own-losses" in config and "smooth_l1" in config  # the resolved config, schedule included
+
+
+@pytest.mark.parametrize("kill_at", ["2:3", "3:2"])  # mid-epoch in stage 1 / in stage 2
+def test_sigkill_then_resume_is_bit_identical(user_project, kill_at):
+    out = f"killed-{kill_at.replace(':', '-')}"
+    killed = gankd("train", "--config", "run.yaml", "--out", out, "--quiet", cwd=user_project,
+                   env_extra={"GANKD_TEST_KILL_AT": kill_at}, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (user_project / out / "model.pt").exists()
+    refused = gankd("train", "--config", "run.yaml", "--out", out, cwd=user_project, check=False)
+    assert refused.returncode == 2 and "already holds a run: pass --resume" in refused.stderr
+    changed = gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--set", "seed=1", cwd=user_project,
+                    check=False)
+    assert changed.returncode == 2 and "written with another config (differs in ['seed'])" in changed.stderr
+    assert "Traceback" not in changed.stderr
+    gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--quiet", cwd=user_project)
+    _, mine = read_model(user_project / out / "model.pt")
+    _, reference = read_model(user_project / "full" / "model.pt")
+    for k, v in reference.items():
+        assert torch.equal(mine[k], v), k
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(json.loads((user_project / out / "history.json").read_text())) == strip(
+        json.loads((user_project / "full" / "history.json").read_text()))
+
+
+def test_config_errors_name_the_key():
+    base = {"family": "x:Y", "data": {"factory": "m:f"}, "student": {"width": 2}, "schedule": "student-alone",
+            "epochs": 1}
+    with pytest.raises(RunConfigError, match=r"unknown config keys \['epoch'\]"):
+        validate({**base, "epoch": 1})
+    with pytest.raises(RunConfigError, match="exactly one of 'schedule'"):
+        validate({**base, "recipe": "paper"})
+    with pytest.raises(RunConfigError, match="epochs \\(per stage\\) must be an integer >= 1"):
+        validate({**base, "epochs": 0})
+    with pytest.raises(RunConfigError, match="student must be {width: ...} or {checkpoint: PATH}"):
+        validate({**base, "student": {"width": 2, "checkpoint": "a.pt"}})
+    assert apply_overrides(base, ["student.width=4", "optimizer.lr=1e-3"])["student"] == {"width": 4}
+    with pytest.raises(RunConfigError, match="unknown key 'studnet'"):
+        apply_overrides(base, ["studnet.width=4"])
+
+
+def test_ganomaly_runs_from_a_schedule_file_and_its_teacher_model_file(tmp_path):
+    Schedule((Stage("KDGAN-2", 1, distillation={"terms": [{"output": "x_hat", "loss": "l1", "weight": 10.0}]}),),
+             name="custom").save(tmp_path / "schedule.yaml")
+    data = {"factory": "gankd_ganomaly.run_layer:one_class_batches",
+            "args": {"dataset": "digits", "normal_class": 3, "batch_size": 32}}
+    evaluate = {"factory": "gankd_ganomaly.run_layer:auroc_metric", "args": {"dataset": "digits", "normal_class": 3}}
+    import yaml
+
+    teacher_cfg = {"family": "ganomaly", "family_args": {"in_channels": 1}, "data": data, "evaluate": evaluate,
+                   "teacher": {"width": [4, 8, 16]}, "schedule": "teacher", "epochs": 1, "optimizer": {"lr": 2e-4}}
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(teacher_cfg))
+    gankd("train", "--config", "teacher.yaml", "--out", "teacher", "--quiet", cwd=tmp_path)
+    student_cfg = {**teacher_cfg, "teacher": {"checkpoint": "teacher/model.pt"}, "student": {"width": [1, 2, 4]},
+                   "schedule": {"file": "schedule.yaml"}}
+    student_cfg.pop("epochs")
+    (tmp_path / "student.yaml").write_text(yaml.safe_dump(student_cfg))
+    gankd("train", "--config", "student.yaml", "--out", "student", "--quiet", cwd=tmp_path)
+    record = json.loads((tmp_path / "student" / "record.json").read_text())
+    assert record["schedule"]["name"] == "custom" and 0 <= record["metrics"]["auroc"] <= 1
+    header, _ = read_model(tmp_path / "student" / "model.pt")
+    assert header["family"] == "ganomaly" and header["width"] == [1, 2, 4] and header["role"] == "student"
+    # a student's model file is not a teacher
+    wrong = {**student_cfg, "teacher": {"checkpoint": "student/model.pt"}}
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
+    refused = gankd("train", "--config", "wrong.yaml", "--out", "wrong", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "holds a student model; a teacher is expected" in refused.stderr
+    assert not (tmp_path / "wrong").exists()  # nothing written before the inputs were checked
