@@ -8,8 +8,8 @@ from .batches import ShuffledBatches, iterate_batches
 from .callbacks import (Callback, CheckpointCallback, CSVLogger, EvaluationCallback, JSONHistory, ProgressLogger,
                         TensorBoardLogger, TqdmProgress, auto_progress)
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from .distill import (ADAPTORS, DERIVED_OUTPUTS, DISTILL_LOSSES, DistillationLoss, DistillTerm, register_adaptor,
-                      register_derived_output, register_distill_loss)
+from .distill import (ADAPTORS, DERIVED_OUTPUTS, DISTILL_LOSSES, INPUT_TRANSFORMS, DistillationLoss, DistillTerm,
+                      register_adaptor, register_derived_output, register_distill_loss, register_input_transform)
 from .engine import DistillationEngine, NonFiniteLossError, StageState
 from .hooks import GAN, GANHooks, Losses
 from .registry import Registry
@@ -24,7 +24,7 @@ __all__ = [
     "Callback", "CheckpointCallback", "CSVLogger", "EvaluationCallback", "JSONHistory", "ProgressLogger",
     "TensorBoardLogger", "TqdmProgress", "auto_progress",
     "ADAPTORS", "DERIVED_OUTPUTS", "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_adaptor",
-    "register_derived_output", "register_distill_loss",
+    "register_derived_output", "register_distill_loss", "INPUT_TRANSFORMS", "register_input_transform",
     "DistillationEngine", "NonFiniteLossError", "StageState",
     "GAN", "GANHooks", "Losses", "Registry",
     "SCHEDULES", "OptimizerConfig", "Recipe", "Schedule", "Stage", "get_schedule",

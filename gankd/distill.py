@@ -51,6 +51,7 @@ class LossEntry:
 DISTILL_LOSSES: Registry[LossEntry] = Registry("distillation loss")
 ADAPTORS: Registry[Callable[..., nn.Module]] = Registry("distillation adaptor")
 DERIVED_OUTPUTS: Registry[Callable[..., torch.Tensor]] = Registry("derived output")
+INPUT_TRANSFORMS: Registry[Callable[..., Any]] = Registry("distillation input transform")
 
 
 def register_distill_loss(name: str, *, shape_free: bool = False) -> Callable[[Any], Any]:
@@ -232,6 +233,46 @@ def _detached(outputs: Mapping[str, torch.Tensor], of: str) -> torch.Tensor:
     return outputs[of].detach()
 
 
+def register_input_transform(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding ``fn(inputs, **args) -> inputs``: a *view* on which both generators run once more per
+    step, so K can compare them on inputs the training data lack (e.g. off-manifold images for a detector).
+    Random transforms must draw from the global torch RNG, which checkpoints restore."""
+    return INPUT_TRANSFORMS.register(name)  # type: ignore[return-value]
+
+
+def _tensor_input(inputs: Any, name: str) -> torch.Tensor:
+    if not torch.is_tensor(inputs):
+        raise TypeError(f"input transform {name!r} works on a tensor of generator inputs, got {type(inputs).__name__}")
+    return inputs
+
+
+@register_input_transform("noise")
+def _noise(inputs: torch.Tensor, std: float = 0.1) -> torch.Tensor:
+    """Inputs plus Gaussian noise of standard deviation ``std``."""
+    x = _tensor_input(inputs, "noise")
+    return x + std * torch.randn_like(x)
+
+
+@register_input_transform("mixup")
+def _mixup(inputs: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+    """``weight * x + (1 - weight) * x[perm]``: each sample blended with another of the batch."""
+    x = _tensor_input(inputs, "mixup")
+    perm = torch.randperm(x.shape[0], device=x.device)
+    return weight * x + (1 - weight) * x[perm]
+
+
+@register_input_transform("flip")
+def _flip(inputs: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Inputs reversed along ``dim`` (for images, -1 flips left-right)."""
+    return _tensor_input(inputs, "flip").flip(dim)
+
+
+@register_input_transform("rot90")
+def _rot90(inputs: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Each sample rotated by ``k`` quarter turns in its last two dimensions."""
+    return torch.rot90(_tensor_input(inputs, "rot90"), k, dims=(-2, -1))
+
+
 # --- terms -----------------------------------------------------------------------------------------------------
 
 def _plain(value: Any, where: str) -> Any:
@@ -339,13 +380,19 @@ class DistillationLoss(nn.Module):
     ``derived`` maps new output names to ``{"fn": NAME, **args}`` (:data:`DERIVED_OUTPUTS`); they are
     computed from each generator's outputs before the terms run and may be named by terms.
 
+    ``views`` maps view names to ``{"fn": NAME, **args}`` (:data:`INPUT_TRANSFORMS`): per step the engine runs
+    both generators once more on the transformed inputs (the teacher without gradients; batch-norm running
+    statistics are left as they were, so the views never shift what a deployed network normalises with),
+    and terms name those outputs ``"VIEW/OUTPUT"``.
+
     Being a module, it owns the terms' adaptors and stateful losses (``self.adaptors``,
     ``self.modules_by_term``); :meth:`spec` / :meth:`from_spec` give the data form written into schedule
     files and checkpoints.
     """
 
     def __init__(self, terms: Sequence[DistillTerm | Mapping | tuple],
-                 derived: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 derived: Mapping[str, Mapping[str, Any]] | None = None,
+                 views: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__()
         parsed = [_as_term(t) for t in terms]
         if not parsed:
@@ -368,6 +415,18 @@ class DistillationLoss(nn.Module):
             if unknown:
                 raise ValueError(f"derived output {out_name!r}: {spec['fn']!r} takes no argument(s) {unknown}")
             self.derived[out_name] = spec
+        self.views: dict[str, dict[str, Any]] = {}
+        for view, spec in (views or {}).items():
+            if not isinstance(spec, Mapping) or "fn" not in spec or "/" in view:
+                raise ValueError(f"view {view!r} must be named without '/' and be a mapping {{fn: NAME, ...args}}, "
+                                 f"got {spec!r}")
+            spec = _plain(dict(spec), f"view {view!r}")
+            fn = INPUT_TRANSFORMS.get(spec["fn"])
+            args = {k: v for k, v in spec.items() if k != "fn"}
+            unknown = sorted(set(args) - set(list(inspect.signature(fn).parameters)[1:]))
+            if unknown:
+                raise ValueError(f"view {view!r}: {spec['fn']!r} takes no argument(s) {unknown}")
+            self.views[view] = spec
         self.adaptors = nn.ModuleDict()
         self.modules_by_term = nn.ModuleDict()
         for term in self.terms:
@@ -392,6 +451,11 @@ class DistillationLoss(nn.Module):
         """Submodule names (without ``@``) whose outputs the terms read, for forward hooks on the generators."""
         names = [n for t in self.terms for n in (t.output, t.student_key) if n.startswith("@")]
         return tuple(dict.fromkeys(n[1:] for n in names))
+
+    def view_inputs(self, inputs: Any) -> dict[str, Any]:
+        """The generator inputs of every view (see the class docstring)."""
+        return {view: INPUT_TRANSFORMS.get(spec["fn"])(inputs, **{k: v for k, v in spec.items() if k != "fn"})
+                for view, spec in self.views.items()}
 
     def has_parameters(self) -> bool:
         return any(True for _ in self.parameters())
@@ -454,6 +518,8 @@ class DistillationLoss(nn.Module):
         d: dict[str, Any] = {"terms": self.to_list()}
         if self.derived:
             d["derived"] = {k: dict(v) for k, v in self.derived.items()}
+        if self.views:
+            d["views"] = {k: dict(v) for k, v in self.views.items()}
         return d
 
     @classmethod
@@ -462,10 +528,11 @@ class DistillationLoss(nn.Module):
         if isinstance(spec, DistillationLoss):
             spec = spec.spec()
         if isinstance(spec, Mapping):
-            unknown = sorted(set(spec) - {"terms", "derived"})
+            unknown = sorted(set(spec) - {"terms", "derived", "views"})
             if unknown or "terms" not in spec:
-                raise ValueError(f"a distillation spec is {{terms: [...], derived: {{...}}}}; got keys {sorted(spec)}")
-            return cls(spec["terms"], spec.get("derived"))
+                raise ValueError("a distillation spec is {terms: [...], derived: {...}, views: {...}}; got keys "
+                                 f"{sorted(spec)}")
+            return cls(spec["terms"], spec.get("derived"), spec.get("views"))
         return cls(spec)
 
     def extra_repr(self) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Collection, Iterable, Sequence
 
@@ -335,6 +335,9 @@ class DistillationEngine:
             if state.taps is not None:
                 s_out.update(state.taps.take("student"))
 
+        if s.lam and state.distillation is not None and state.distillation.views:
+            self._view_outputs(state, inputs, t_out, s_out)
+
         logged: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
         if s.alpha:
@@ -361,6 +364,17 @@ class DistillationEngine:
                 self._step([state.optimizers[f"{who}.discriminator"]], total_d)
                 self._after_discriminator_step(who, losses)
         return logged
+
+    def _view_outputs(self, state: StageState, inputs: Any, t_out: dict, s_out: dict) -> None:
+        """Both generators on each view of the inputs (K's ``views``), as ``"VIEW/OUTPUT"`` entries; the
+        teacher without gradients, batch-norm running statistics of both left untouched."""
+        s = state.structure
+        teacher_g, student_g = state.g_views["teacher"].generator, state.g_views["student"].generator
+        for view, view_inputs in state.distillation.view_inputs(inputs).items():
+            with _frozen_batchnorm_stats(teacher_g), torch.no_grad():
+                t_out.update({f"{view}/{k}": v for k, v in self.hooks.generator_forward(teacher_g, view_inputs).items()})
+            with _frozen_batchnorm_stats(student_g), nullcontext() if s.trains_student_generator else torch.no_grad():
+                s_out.update({f"{view}/{k}": v for k, v in self.hooks.generator_forward(student_g, view_inputs).items()})
 
     def _after_discriminator_step(self, who: str, losses: Losses) -> None:
         """Runs the hook; under DDP all processes decide on the mean loss and, if the hook changed
@@ -412,6 +426,23 @@ def _who(value: bool | Collection[str], what: str) -> tuple[str, ...]:
     if isinstance(value, str) or not all(v in ("teacher", "student") for v in value):
         raise ValueError(f"{what} must be True, False or a collection of 'teacher'/'student', got {value!r}")
     return tuple(v for v in ("teacher", "student") if v in value)
+
+
+@contextmanager
+def _frozen_batchnorm_stats(module: torch.nn.Module):
+    """Batch norm layers normalise with the batch (in train mode) but do not update their running statistics."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+             for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def _load_distillation_state(loss: DistillationLoss, state: dict) -> None:

@@ -30,8 +30,8 @@ from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_p
 XHAT = {"output": "x_hat", "loss": "l1"}
 
 
-def k(*terms: dict, derived: dict | None = None) -> dict:
-    return {"terms": list(terms), **({"derived": derived} if derived else {})}
+def k(*terms: dict, derived: dict | None = None, views: dict | None = None) -> dict:
+    return {"terms": list(terms), **({"derived": derived} if derived else {}), **({"views": views} if views else {})}
 
 
 def one(k_spec: dict | None, structure: str = "KDGAN-2"):
@@ -73,10 +73,18 @@ CANDIDATES = {
     "xhat30-only": one(k({**XHAT, "weight": 30.0}), "KDGAN-1"),
     # control: the student alone with the reconstruction weight w_con raised by the same 30 (on x, not on x_hat^T)
     "alone-wcon40": one(None, "student-alone"),
+    # off-manifold views of the training images, reconstructed by the teacher, imitated by the student
+    "xhat30+rot": one(k({**XHAT, "weight": 30.0}, {"output": "rot/x_hat", "loss": "l1", "weight": 30.0},
+                        views={"rot": {"fn": "rot90", "k": 1}})),
+    "xhat30+mix": one(k({**XHAT, "weight": 30.0}, {"output": "mix/x_hat", "loss": "l1", "weight": 30.0},
+                        views={"mix": {"fn": "mixup", "weight": 0.5}})),
+    "xhat30+noise": one(k({**XHAT, "weight": 30.0}, {"output": "noise/x_hat", "loss": "l1", "weight": 30.0},
+                          views={"noise": {"fn": "noise", "std": 0.5}})),
+    "wcon40+xhat30": one(k({**XHAT, "weight": 30.0})),
     "xhat10-then-alone": two(("KDGAN-2", k({**XHAT, "weight": 10.0})), ("student-alone", None)),
 }
 
-LOSS_WEIGHT_CONTROLS = ("alone-wcon40",)
+LOSS_WEIGHT_CONTROLS = ("alone-wcon40", "wcon40+xhat30")
 
 
 def main() -> None:

@@ -211,3 +211,25 @@ def test_recipes_are_named_and_recorded(digits0):
     record, _ = run(cfg.replace(method="recommended"), digits0, teacher, verbose=False)
     assert record["recipe"] == "recommended"
     assert record["schedule"]["stages"][0]["distillation"] == RECIPES["recommended"].schedule(1).stages[0].distillation
+
+
+def test_views_run_both_generators_on_transformed_inputs_without_moving_batch_norm_statistics(hooks, tiny_pair,
+                                                                                               digits0):
+    teacher, student = tiny_pair
+    plain = DistillationLoss([DistillTerm("x_hat", "l1")])
+    viewed = DistillationLoss([DistillTerm("x_hat", "l1"), DistillTerm("rot/x_hat", "l1", 0.0)],
+                              views={"rot": {"fn": "rot90", "k": 1}})
+    runs = {}
+    for name, k in (("plain", plain), ("viewed", viewed)):
+        t, s = copy.deepcopy(teacher), copy.deepcopy(student)
+        torch.manual_seed(0)
+        history = DistillationEngine(hooks, t, s, distillation=k).fit(Schedule((Stage("KDGAN-1", 1),)),
+                                                                        [digits0.train[:16], digits0.train[16:32]])
+        runs[name] = (s, history)
+    assert runs["viewed"][1][0]["losses"]["K/K_rot/x_hat"] > 0  # the view ran and was compared
+    buffers = lambda gan: {k: v for k, v in gan.state_dict().items() if "running" in k or "num_batches" in k}  # noqa
+    for key, value in buffers(runs["plain"][0]).items():
+        assert torch.equal(value, buffers(runs["viewed"][0])[key]), key  # the rotated images left no trace in BN
+    with pytest.raises(ValueError, match=r"view 'rot': 'rot90' takes no argument\(s\) \['turns'\]"):
+        DistillationLoss([DistillTerm("x_hat")], views={"rot": {"fn": "rot90", "turns": 1}})
+    assert DistillationLoss.from_spec(viewed.spec()).views == {"rot": {"fn": "rot90", "k": 1}}
