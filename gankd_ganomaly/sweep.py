@@ -45,7 +45,13 @@ from .hooks import GanomalyHooks
 
 RECORD_FORMAT = "gankd-reproduce-record"
 TEACHER_FORMAT = "gankd-reproduce-teacher"
-SWEEP_METHODS: tuple[str, ...] = (*METHODS, *BASELINES)
+# Controls: a method run with other GANomaly loss weights, recorded under its own name. The reconstruction
+# control is the student alone with w_con raised by the weight the recommended recipe gives K's l1(x_hat) term:
+# it tells how much of that recipe's gain is the extra reconstruction pressure rather than the teacher.
+CONTROL_METHODS: dict[str, tuple[str, dict[str, float]]] = {
+    "student-alone-wcon40": ("student-alone", {"w_con": 40.0}),
+}
+SWEEP_METHODS: tuple[str, ...] = (*METHODS, *CONTROL_METHODS, *BASELINES)
 # The methods of the paper's Tables 3-4 and Figure 2 (P-KDGAN-I is KDGAN-2 and is not run twice).
 PAPER_METHODS: tuple[str, ...] = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
                                   "P-KDGAN-II-23", "P-KDGAN-II-24")
@@ -359,6 +365,13 @@ def _label(dataset: str, c: int, seed: int, method: str) -> str:
     return f"{dataset} class {c} ({CLASS_NAMES[dataset][c]}) seed {seed} {method}"
 
 
+def method_config(method: str, budget: Budget, **fields: Any) -> RunConfig:
+    """The run config of a sweep method (a control runs its base method with its loss weights)."""
+    base, weights = CONTROL_METHODS.get(method, (method, {}))
+    return RunConfig(method=base, epochs=budget.epochs(base), batch_size=budget.batch_size, lr=budget.lr,
+                     eval_every=budget.eval_every(base), loss_weights=weights, **fields)
+
+
 def _estimate_ms(dataset: str, method: str, budget: Budget) -> float:
     n = _TYPICAL_TRAIN[dataset] if budget.max_train_images is None else min(budget.max_train_images,
                                                                            _TYPICAL_TRAIN[dataset])
@@ -366,7 +379,7 @@ def _estimate_ms(dataset: str, method: str, budget: Budget) -> float:
                                                                          _TYPICAL_TEST[dataset])
     if method in BASELINES:
         return 1e3 + 6.0 * n if method == "ocsvm" else 2e3 + 12.0 * n
-    schedule = gankd.get_schedule(method, budget.epochs(method), gankd.OptimizerConfig(lr=budget.lr))
+    schedule = method_config(method, budget).schedule()
     ms = sum(_TRAIN_MS.get(s.structure.name, 17.0) * s.epochs * n for s in schedule.stages)
     evals = sum(-(-s.epochs // budget.eval_every(method)) for s in schedule.stages)
     return ms + evals * t * _EVAL_MS["teacher" if method == "teacher" else "student"]
@@ -513,7 +526,7 @@ def run_sweep(
                         summary.skipped.append(str(path))
                     else:
                         pending.append(method)
-                needs_teacher = any(m != "teacher" and gankd.get_schedule(m, 1, gankd.OptimizerConfig()).needs_teacher
+                needs_teacher = any(m != "teacher" and method_config(m, budget).schedule().needs_teacher
                                     for m in pending)
                 has_ckpt = teacher_path(out, dataset, c, seed, budget.name).is_file()
                 teacher_file = record_path(out, dataset, c, "teacher", seed)
@@ -568,10 +581,8 @@ def run_sweep(
                 "method": job.method, "seed": job.seed, **info}
 
     def cfg_for(job: _Job, info: dict) -> RunConfig:
-        return RunConfig(dataset=job.dataset, normal_class=job.normal_class, method=job.method,
-                         epochs=budget.epochs(job.method), batch_size=budget.batch_size, lr=budget.lr,
-                         seed=job.seed, bn_mode=bn_mode, eval_every=budget.eval_every(job.method),
-                         data_root=info.get("data_root"), device=device)
+        return method_config(job.method, budget, dataset=job.dataset, normal_class=job.normal_class, seed=job.seed,
+                             bn_mode=bn_mode, data_root=info.get("data_root"), device=device)
 
     def write(job: _Job, record: dict) -> Path:
         path = record_path(out, job.dataset, job.normal_class, job.method, job.seed)
@@ -638,7 +649,7 @@ def run_sweep(
                 say(f"{tag} FAILED {label}: {record['error']}")
                 done_est += job.est_ms
                 continue
-            record = {**base_record(job, data, info), **record, **extra,
+            record = {**base_record(job, data, info), **record, **extra, "method": job.method,
                       "data_source": info["data_source"],
                       "epochs_per_stage": [s["epochs"] for s in record["schedule"]["stages"]]}
             if job.method == "teacher":

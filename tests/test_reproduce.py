@@ -267,3 +267,15 @@ def test_batches_written_by_to_batches_py_are_recognised_as_lossy(tmp_path):
     batch[b"filenames"] = [b"leptodactylus_pentadactylus_s_000004.png", b"camion_s_000148.png"]
     (dest / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
     assert cifar10_provenance(tmp_path)["lossy_cifar10_jpeg"] is False
+
+
+def test_sweep_runs_the_recommended_recipe_and_the_reconstruction_control(tmp_path):
+    from gankd_ganomaly.sweep import record_path, run_sweep
+
+    run_sweep(["digits"], [3], ["recommended", "student-alone-wcon40"], [0], "smoke", tmp_path, log=lambda line: None)
+    rec = json.loads(record_path(tmp_path, "digits", 3, "recommended", 0).read_text())
+    assert rec["recipe"] == "recommended" and rec["teacher_checkpoint"]  # its teacher was trained first
+    assert rec["schedule"]["stages"][0]["distillation"]["terms"][0]["output"] == "x_hat"
+    control = json.loads(record_path(tmp_path, "digits", 3, "student-alone-wcon40", 0).read_text())
+    assert control["method"] == "student-alone-wcon40" and control["recipe"] is None
+    assert control["config"]["loss_weights"]["w_con"] == 40.0 and control["config"]["method"] == "student-alone"
