@@ -86,7 +86,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         summary = run_sweep(sweep["datasets"], sweep["classes"], sweep["methods"], sweep["seeds"], args.budget,
                             args.out, data_root=args.data_root, device=args.device, cifar_root=args.cifar_root,
                             cifar_jpeg=args.cifar_jpeg, threads=args.threads, bn_mode=args.bn_mode,
-                            command=command, epoch_log=args.epoch_log, dry_run=args.dry_run)
+                            command=command, epoch_log=args.epoch_log, dry_run=args.dry_run,
+                            existing_teachers=args.existing_teachers)
         blocked += len(summary.blocked)
         failed += len(summary.failed)
     if args.dry_run:
@@ -150,6 +151,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--epoch-log", action="store_true", help="also print one line per epoch")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do, with a rough ETA, and exit")
+    p.add_argument("--existing-teachers", action="store_true",
+                   help="train no teacher: skip the students whose teacher checkpoint is not written yet (for a "
+                        "second process that distils while another trains the teachers)")
     p.set_defaults(func=cmd_reproduce)
 
     p = subparsers.add_parser("report", help="write docs/results.md (Tables 2-4, statistics, Figure 2) from records")

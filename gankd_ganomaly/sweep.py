@@ -461,6 +461,7 @@ def run_sweep(
     log: Callable[[str], None] | None = None,
     on_record: Callable[[Path, dict], None] | None = None,
     dry_run: bool = False,
+    existing_teachers: bool = False,
 ) -> SweepSummary:
     """Run every missing (dataset, class, method, seed) of the grid; see the module docstring.
 
@@ -471,6 +472,8 @@ def run_sweep(
     marker file. ``command`` (the command line) is stored in every record. ``on_record(path, record)`` is called
     after each record is written. Runs whose loss or scores become NaN/Inf are recorded with ``status: "failed"``.
     ``dry_run=True`` only prints the runs that would be done (with a rough ETA) and returns.
+    ``existing_teachers=True`` trains no teacher: students whose teacher checkpoint is missing are left for a
+    later run (so one process can train teachers while another distils from those already written).
     """
     budget = get_budget(budget)
     out = Path(out_dir)
@@ -532,7 +535,10 @@ def run_sweep(
                 teacher_file = record_path(out, dataset, c, "teacher", seed)
                 teacher_record = _read_record(teacher_file) if teacher_file.is_file() else None
                 teacher_failed = teacher_record is not None and teacher_record.get("status") == "failed"
-                if "teacher" in pending or (needs_teacher and not has_ckpt and not teacher_failed):
+                if existing_teachers and not has_ckpt:
+                    # another process trains the teachers: leave students whose teacher is not there yet
+                    pending = [m for m in pending if m != "teacher" and not method_config(m, budget).schedule().needs_teacher]
+                elif "teacher" in pending or (needs_teacher and not has_ckpt and not teacher_failed):
                     pending = ["teacher", *[m for m in pending if m != "teacher"]]
                 jobs.extend(_Job(dataset, c, seed, m) for m in pending)
     for job in jobs:

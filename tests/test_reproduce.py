@@ -279,3 +279,8 @@ def test_sweep_runs_the_recommended_recipe_and_the_reconstruction_control(tmp_pa
     control = json.loads(record_path(tmp_path, "digits", 3, "student-alone-wcon40", 0).read_text())
     assert control["method"] == "student-alone-wcon40" and control["recipe"] is None
     assert control["config"]["loss_weights"]["w_con"] == 40.0 and control["config"]["method"] == "student-alone"
+    # a second process that trains no teacher leaves the students of a missing teacher for later
+    later = run_sweep(["digits"], [3], ["recommended"], [1], "smoke", tmp_path, log=lambda line: None,
+                      existing_teachers=True)
+    assert later.ran == [] and not record_path(tmp_path, "digits", 3, "recommended", 1).exists()
+    assert not record_path(tmp_path, "digits", 3, "teacher", 1).exists()
