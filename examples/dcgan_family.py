@@ -112,6 +112,15 @@ class DCGANHooks(GANHooks):
     def generator_inputs(self, batch: torch.Tensor) -> torch.Tensor:
         return self.sample_latent(batch.shape[0], batch.device)
 
+    # the latent generator is state the hooks keep across steps: checkpoints save it, so a killed and
+    # resumed run draws the same latents as an uninterrupted one
+    def state_dict(self) -> dict:
+        return {"latent_rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "latent_rng" in state:
+            self.rng.set_state(state["latent_rng"])
+
     def generator_forward(self, generator: nn.Module, inputs: torch.Tensor) -> Mapping[str, torch.Tensor]:
         return generator(inputs)
 

@@ -86,3 +86,28 @@ def test_projection_term(digits_batches):
     assert student.generator.proj.weight.grad is not None
     assert student.generator.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.generator.parameters())  # K never moves the teacher
+
+
+def test_resume_is_bit_identical_because_the_latent_rng_is_checkpointed(digits_batches, tmp_path):
+    from gankd import CheckpointCallback, load_checkpoint
+
+    def engine(callbacks=()):
+        hooks = DCGANHooks(channels=1, teacher_widths=TINY_TEACHER, seed=0)
+        teacher, student = build(hooks)
+        return DistillationEngine(hooks, teacher, student, callbacks=list(callbacks))
+
+    schedule = Schedule((Stage(get_structure("KDGAN-2"), 2, OptimizerConfig(lr=2e-3)),))
+    full = engine()
+    full.fit(schedule, digits_batches)
+
+    class StopAfterFirstEpoch(CheckpointCallback):
+        def on_epoch_end(self, engine, state, record):
+            super().on_epoch_end(engine, state, record)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine([StopAfterFirstEpoch(tmp_path / "ckpt.pt")]).fit(schedule, digits_batches)
+    resumed = engine()
+    resumed.fit(schedule, digits_batches, resume=load_checkpoint(tmp_path / "ckpt.pt"))
+    for key, value in full.student.state_dict().items():
+        assert torch.equal(resumed.student.state_dict()[key], value), key
