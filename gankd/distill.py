@@ -87,7 +87,7 @@ def _l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 @register_distill_loss("l2")
 def _l2(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Mean squared error, as GANomaly's ``l2_loss``."""
+    """Mean squared error."""
     return F.mse_loss(student, teacher)
 
 

@@ -5,7 +5,7 @@ import random
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -326,12 +326,12 @@ class DistillationEngine:
         s_out: dict[str, torch.Tensor] = {}
         if s.needs_teacher:
             with torch.no_grad() if s.teacher_frozen else nullcontext():
-                t_out = dict(hooks.generator_forward(state.g_views["teacher"].generator, inputs))
+                t_out = self._forward(state.g_views["teacher"].generator, inputs, "teacher")
             if state.taps is not None:
                 t_out.update(state.taps.take("teacher"))
         if s.needs_student:
             with nullcontext() if s.trains_student_generator else torch.no_grad():
-                s_out = dict(hooks.generator_forward(state.g_views["student"].generator, inputs))
+                s_out = self._forward(state.g_views["student"].generator, inputs, "student")
             if state.taps is not None:
                 s_out.update(state.taps.take("student"))
 
@@ -341,10 +341,12 @@ class DistillationEngine:
         logged: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
         if s.alpha:
-            losses = hooks.generator_loss(state.g_views["teacher"], batch, t_out)
+            losses = _checked_losses(hooks.generator_loss(state.g_views["teacher"], batch, t_out), hooks,
+                                     "generator_loss", "teacher")
             objective.append(s.alpha * self._log(logged, "L_g^T", losses))
         if s.mu:
-            losses = hooks.generator_loss(state.g_views["student"], batch, s_out)
+            losses = _checked_losses(hooks.generator_loss(state.g_views["student"], batch, s_out), hooks,
+                                     "generator_loss", "student")
             objective.append(s.mu * self._log(logged, "L_g^S", losses))
         if s.lam:
             assert state.distillation is not None
@@ -358,12 +360,23 @@ class DistillationEngine:
 
         for flag, who, outputs, tag in ((s.beta, "teacher", t_out, "L_d^T"), (s.nu, "student", s_out, "L_d^S")):
             if flag:
-                losses = hooks.discriminator_loss(state.d_views[who], batch, outputs)
+                losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, outputs), hooks,
+                                         "discriminator_loss", who)
                 total_d = flag * self._log(logged, tag, losses)
                 self._check_finite(state, where, logged, total_d)
                 self._step([state.optimizers[f"{who}.discriminator"]], total_d)
                 self._after_discriminator_step(who, losses)
         return logged
+
+    def _forward(self, generator: torch.nn.Module, inputs: Any, who: str) -> dict[str, torch.Tensor]:
+        """``hooks.generator_forward`` with its return value checked (a mapping of names to tensors)."""
+        out = self.hooks.generator_forward(generator, inputs)
+        if not isinstance(out, Mapping) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in out.items()):
+            got = (f"a mapping with {[(k, type(v).__name__) for k, v in out.items()][:4]}" if isinstance(out, Mapping)
+                   else type(out).__name__)
+            raise TypeError(f"{type(self.hooks).__name__}.generator_forward must return a mapping of output names "
+                            f"(str) to tensors; for the {who} it returned {got}")
+        return dict(out)
 
     def _view_outputs(self, state: StageState, inputs: Any, t_out: dict, s_out: dict) -> None:
         """Both generators on each view of the inputs (K's ``views``), as ``"VIEW/OUTPUT"`` entries; the
@@ -372,9 +385,9 @@ class DistillationEngine:
         teacher_g, student_g = state.g_views["teacher"].generator, state.g_views["student"].generator
         for view, view_inputs in state.distillation.view_inputs(inputs).items():
             with _frozen_batchnorm_stats(teacher_g), torch.no_grad():
-                t_out.update({f"{view}/{k}": v for k, v in self.hooks.generator_forward(teacher_g, view_inputs).items()})
+                t_out.update({f"{view}/{k}": v for k, v in self._forward(teacher_g, view_inputs, "teacher").items()})
             with _frozen_batchnorm_stats(student_g), nullcontext() if s.trains_student_generator else torch.no_grad():
-                s_out.update({f"{view}/{k}": v for k, v in self.hooks.generator_forward(student_g, view_inputs).items()})
+                s_out.update({f"{view}/{k}": v for k, v in self._forward(student_g, view_inputs, "student").items()})
 
     def _after_discriminator_step(self, who: str, losses: Losses) -> None:
         """Runs the hook; under DDP all processes decide on the mean loss and, if the hook changed
@@ -426,6 +439,17 @@ def _who(value: bool | Collection[str], what: str) -> tuple[str, ...]:
     if isinstance(value, str) or not all(v in ("teacher", "student") for v in value):
         raise ValueError(f"{what} must be True, False or a collection of 'teacher'/'student', got {value!r}")
     return tuple(v for v in ("teacher", "student") if v in value)
+
+
+def _checked_losses(value: Any, hooks: GANHooks, hook: str, who: str) -> Losses:
+    """A family's loss as :class:`Losses`; anything else is an error naming the hook and what it returned."""
+    if isinstance(value, tuple) and len(value) == 2 and torch.is_tensor(value[0]) and value[0].dim() == 0 \
+            and isinstance(value[1], Mapping):
+        return value if isinstance(value, Losses) else Losses(*value)
+    raise TypeError(f"{type(hooks).__name__}.{hook} must return gankd.Losses(total, terms) with a scalar tensor "
+                    f"total and a dict of named terms; for the {who} it returned {type(value).__name__}"
+                    + (f" with total of shape {tuple(value[0].shape)}" if isinstance(value, tuple) and value
+                       and torch.is_tensor(value[0]) else ""))
 
 
 @contextmanager

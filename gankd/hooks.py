@@ -101,7 +101,3 @@ class GANHooks(ABC):
         if name not in recipes:
             raise KeyError(f"unknown recipe {name!r} for {type(self).__name__}; recipes: {', '.join(recipes)}")
         return recipes[name]
-
-    def score(self, gan: GAN, batch: Any) -> torch.Tensor:
-        """Per-sample anomaly score, shape (N,); higher = more novel. Detectors override this."""
-        raise NotImplementedError(f"{type(self).__name__} does not define score()")

@@ -18,10 +18,11 @@ from .structure import Structure, get_structure
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """Adam by default, with GANomaly's beta1 = 0.5 and the paper's lr = 0.002."""
+    """Adam by default, at the common GAN settings of DCGAN (lr 2e-4, beta1 0.5); families and
+    recipes pass their own (the GANomaly adapter's paper presets use the paper's lr)."""
 
     name: str = "adam"
-    lr: float = 0.002
+    lr: float = 0.0002
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
 

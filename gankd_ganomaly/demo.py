@@ -18,7 +18,8 @@ import gankd
 from .data import load_one_class
 from .experiment import RunConfig, run
 
-DEMO_STUDENTS = {"student-alone": "student alone", "P-KDGAN-II-23": "paper", "recommended": "recommended"}
+DEMO_STUDENTS = {"student-alone": "student alone", "P-KDGAN-II-23": "paper P-KDGAN-II-23",
+                 "recommended": "recommended"}
 DEMO_DEFAULTS = {"normal_class": 3, "teacher_epochs": 15, "student_epochs": 15, "batch_size": 16, "lr": 0.0002}
 
 
@@ -65,13 +66,13 @@ def print_demo_table(result: dict) -> None:
     rows += [(label, result["runs"][method]) for method, label in DEMO_STUDENTS.items()]
     print(f"\ndigits, normal class {result['normal_class']}, AUROC of the last epoch "
           f"(batch norm at test: {result['bn_mode_at_test']})")
-    print(f"{'model':16}{'widths':>11}{'epochs':>8}{'AUROC':>8}{'params':>12}{'FLOPs':>13}"
+    print(f"{'model':22}{'widths':>11}{'epochs':>8}{'AUROC':>8}{'params':>12}{'FLOPs':>13}"
           f"{'params x':>10}{'FLOPs x':>9}{'wall s':>8}")
     t_params, t_flops = result["teacher_params"], result["teacher_flops"]
     for name, r in rows:
         widths = "-".join(map(str, r["config"]["student_widths" if r["method"] != "teacher" else "teacher_widths"]))
         epochs = "+".join(str(s["epochs"]) for s in r["schedule"]["stages"])
-        print(f"{name:16}{widths:>11}{epochs:>8}{r['auroc_last']:>8.4f}{r['params']:>12,}{r['flops']:>13,}"
+        print(f"{name:22}{widths:>11}{epochs:>8}{r['auroc_last']:>8.4f}{r['params']:>12,}{r['flops']:>13,}"
               f"{t_params / r['params']:>9.2f}x{t_flops / r['flops']:>8.2f}x{r['wall_s']:>8.1f}")
     print(f"total wall time {result['wall_s']:.1f}s")
 

@@ -8,15 +8,23 @@ test batch size, so results record both. Running statistics are left untouched e
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from gankd import GAN, GANHooks
+from gankd import GAN
 
 BN_MODES = ("eval", "batch")
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A family that scores samples (GANomaly's hooks): a capability of detector families, not of every GAN."""
+
+    def score(self, gan: GAN, batch: torch.Tensor) -> torch.Tensor:
+        """Per-sample novelty score, shape (N,); higher = more novel."""
 
 
 @contextmanager
@@ -38,9 +46,12 @@ def scoring_mode(module: nn.Module, bn_mode: str) -> Iterator[None]:
                         v.copy_(saved[k])
 
 
-def anomaly_scores(hooks: GANHooks, gan: GAN, images: torch.Tensor, *, batch_size: int = 256,
+def anomaly_scores(hooks: Detector, gan: GAN, images: torch.Tensor, *, batch_size: int = 256,
                    bn_mode: str = "eval", device: str | torch.device | None = None) -> torch.Tensor:
     """Scores (N,) on CPU for images (N, C, H, W), computed in batches under inference mode."""
+    if not isinstance(hooks, Detector):
+        raise TypeError(f"{type(hooks).__name__} does not score samples: anomaly scores need a detector family "
+                        "(hooks with a score(gan, batch) method, such as GanomalyHooks)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else next(gan.parameters()).device
@@ -63,6 +74,6 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def evaluate_auroc(hooks: GANHooks, gan: GAN, images: torch.Tensor, labels: torch.Tensor, *,
+def evaluate_auroc(hooks: Detector, gan: GAN, images: torch.Tensor, labels: torch.Tensor, *,
                    batch_size: int = 256, bn_mode: str = "eval") -> float:
     return auroc(anomaly_scores(hooks, gan, images, batch_size=batch_size, bn_mode=bn_mode), labels)

@@ -233,3 +233,24 @@ def test_views_run_both_generators_on_transformed_inputs_without_moving_batch_no
     with pytest.raises(ValueError, match=r"view 'rot': 'rot90' takes no argument\(s\) \['turns'\]"):
         DistillationLoss([DistillTerm("x_hat")], views={"rot": {"fn": "rot90", "turns": 1}})
     assert DistillationLoss.from_spec(viewed.spec()).views == {"rot": {"fn": "rot90", "k": 1}}
+
+
+def test_hook_return_values_are_checked_with_the_hook_named(hooks, tiny_pair, digits0):
+    from gankd_ganomaly.hooks import GanomalyHooks
+
+    class ListForward(GanomalyHooks):
+        def generator_forward(self, generator, inputs):
+            return list(generator(inputs))
+
+    class FloatLoss(GanomalyHooks):
+        def discriminator_loss(self, gan, batch, outputs):
+            return 0.5
+
+    teacher, student = tiny_pair
+    with pytest.raises(TypeError, match="ListForward.generator_forward must return a mapping of output names"):
+        DistillationEngine(ListForward(in_channels=1), teacher, student).fit(
+            Schedule((Stage("KDGAN-2", 1),)), [digits0.train[:8]])
+    with pytest.raises(TypeError, match=r"FloatLoss.discriminator_loss must return gankd.Losses\(total, terms\).*"
+                                        "for the student it returned float"):
+        DistillationEngine(FloatLoss(in_channels=1), None, student).fit(
+            Schedule((Stage("student-alone", 1),)), [digits0.train[:8]])

@@ -133,10 +133,12 @@ def test_demo_command_prints_table_and_writes_json(tmp_path):
     path = tmp_path / "demo.json"
     proc = run_cli("demo", "--teacher-epochs", "1", "--student-epochs", "1", "--json", str(path), "--quiet")
     figures = json.loads(path.read_text())
-    for key in ("teacher_auroc", "student_alone_auroc", "pkdgan_auroc", "params_ratio", "flops_ratio", "wall_s"):
+    for key in ("teacher_auroc", "student_alone_auroc", "pkdgan_auroc", "recommended_auroc", "params_ratio",
+                "flops_ratio", "wall_s"):
         assert key in figures
     assert figures["flops_ratio"] == pytest.approx(figures["teacher_flops"] / figures["student_flops"])
     assert figures["runs"]["P-KDGAN-II-23"]["auroc_per_epoch"].__len__() == 2
-    for row in ("teacher", "student alone", "P-KDGAN-II-23"):
+    for row in ("teacher", "student alone", "paper P-KDGAN-II-23", "recommended"):
         assert row in proc.stdout
-    assert f"{figures['pkdgan_auroc']:.4f}" in proc.stdout
+    assert f"{figures['pkdgan_auroc']:.4f}" in proc.stdout and f"{figures['recommended_auroc']:.4f}" in proc.stdout
+    assert figures["runs"]["recommended"]["recipe"] == "recommended"
