@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .registry import Registry
 from .structure import Structure, get_structure
+from .utils import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,9 @@ class Schedule:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Schedule":

@@ -280,38 +280,68 @@ def teacher_gap(g: _Group, student: str) -> float | None:
     return float(np.mean([np.mean(v) for v in per_class.values()])) if per_class else None
 
 
-def _beyond_paper(groups: list[_Group]) -> list[str]:
-    """The library's ``recommended`` recipe next to the paper's P-KDGAN-II-23 and the student alone."""
-    rows, sentences = [], []
+BEYOND_CONTROL = "student-alone-wcon40"
+
+
+def _points(x: float | None) -> str:
+    return DASH if x is None else f"{100 * x:+.2f}"
+
+
+def _test_cell(w: dict) -> str:
+    p = w["p_one_sided"]
+    return f"{_points(w['mean_gain'])} (p={p:.4f}, {w['n']} cl.)" if p is not None else _points(w["mean_gain"])
+
+
+def beyond_paper_statistics(g: _Group) -> dict:
+    """The ``recommended`` recipe against the student alone and the reconstruction control, with the gaps."""
+    return {"vs_alone": wilcoxon_gain(g, "recommended", "student-alone"),
+            "vs_control": wilcoxon_gain(g, "recommended", BEYOND_CONTROL),
+            "control_vs_alone": wilcoxon_gain(g, BEYOND_CONTROL, "student-alone"),
+            "teacher_gap_alone": teacher_gap(g, "student-alone"), "teacher_gap_recommended": teacher_gap(g, "recommended"),
+            "teacher_gap_control": teacher_gap(g, BEYOND_CONTROL)}
+
+
+def _beyond_paper(groups: list[_Group], paper_groups: list[_Group]) -> tuple[list[str], dict]:
+    """The library's ``recommended`` recipe, the student alone and the reconstruction control from their own
+    sweep (``groups``, same teachers), next to the paper's P-KDGAN-II-23 rows (``paper_groups``)."""
+    paper = {(g.dataset, g.variant): g for g in paper_groups}
+    rows, sentences, stats = [], [], {}
     for g in groups:
         if not g.runs.get("recommended"):
             continue
-        means = {m: g.class_mean(m) for m in ("teacher", "student-alone", "P-KDGAN-II-23", "recommended")}
-        w = wilcoxon_gain(g, "recommended", "student-alone")
-        gap_alone, gap_rec = teacher_gap(g, "student-alone"), teacher_gap(g, "recommended")
-        p = w["p_one_sided"]
-
-        def points(x: float | None) -> str:
-            return DASH if x is None else f"{100 * x:+.2f}"
-
-        rows.append([g.label, *(_mean_cell(g, m) for m in means),
-                     f"{points(w['mean_gain'])} (p={p:.4f}, {w['n']} cl.)" if p is not None else points(w["mean_gain"]),
-                     f"{points(gap_alone)} -> {points(gap_rec)}"])
-        won = w["mean_gain"] is not None and w["mean_gain"] > 0 and p is not None and p < ALPHA
-        sentences.append(f"- {g.label}: `recommended` {'**beats**' if won else '**does not beat**'} the student "
-                         f"trained alone ({points(w['mean_gain'])} points, one-sided Wilcoxon "
-                         f"p={'n/a' if p is None else f'{p:.4f}'} over {w['n']} classes); the teacher leads the "
-                         f"student alone by {points(gap_alone)} points and `recommended` by {points(gap_rec)}.")
+        st = stats[g.slug] = beyond_paper_statistics(g)
+        pg = paper.get((g.dataset, g.variant))
+        rows.append([g.label, _mean_cell(g, "teacher"), _mean_cell(g, "student-alone"),
+                     _mean_cell(pg, "P-KDGAN-II-23") if pg is not None else DASH, _mean_cell(g, BEYOND_CONTROL),
+                     _mean_cell(g, "recommended"), _test_cell(st["vs_alone"]), _test_cell(st["vs_control"]),
+                     f"{_points(st['teacher_gap_alone'])} -> {_points(st['teacher_gap_recommended'])}"])
+        w = st["vs_alone"]
+        won = w["mean_gain"] is not None and w["mean_gain"] > 0 and w["p_one_sided"] is not None \
+            and w["p_one_sided"] < ALPHA
+        wc = st["vs_control"]
+        sentences.append(
+            f"- {g.label}: `recommended` {'**beats**' if won else '**does not beat**'} the student trained alone "
+            f"({_points(w['mean_gain'])} points, one-sided Wilcoxon p="
+            f"{'n/a' if w['p_one_sided'] is None else format(w['p_one_sided'], '.4f')} over {w['n']} classes); "
+            f"against the reconstruction control (no teacher, w_con 40) it gains {_points(wc['mean_gain'])} (p="
+            f"{'n/a' if wc['p_one_sided'] is None else format(wc['p_one_sided'], '.4f')}). The teacher leads the "
+            f"student alone by {_points(st['teacher_gap_alone'])} points, the control by "
+            f"{_points(st['teacher_gap_control'])} and `recommended` by {_points(st['teacher_gap_recommended'])}.")
     if not rows:
-        return []
-    return ["### Beyond the paper: the `recommended` recipe", "",
-            "The library's `recommended` recipe (KDGAN-2 with K = 30 * l1(x_hat) only, M epochs; "
-            "`gankd_ganomaly.hooks.RECIPES`) was chosen on development runs that are not in this table "
-            "(Figure-2 classes at seeds 100-102, `docs/distillation.md`); the runs below distil from the same teachers "
-            "as the paper's rows. Gain: mean over classes of `recommended` - student alone (one-sided Wilcoxon "
-            "over classes); gap: teacher - student, student alone -> `recommended`.", "",
-            *_table(["data", "teacher", "student alone", "P-KDGAN-II-23 (paper)", "recommended", "gain vs alone",
-                     "teacher gap"], rows), "", *sentences, ""]
+        return [], stats
+    lines = ["## Beyond the paper: the `recommended` recipe", "",
+             "The library's `recommended` recipe is KDGAN-2 for M epochs with K = 30 * l1(x_hat) "
+             "(`gankd_ganomaly.hooks.RECIPES`). It was chosen on development runs that are not in this table "
+             "(Figure-2 classes at seeds 100-101, `docs/distillation.md`). The teacher, the student alone, the "
+             "reconstruction control (the student alone with w_con = 40: the extra reconstruction weight the recipe "
+             "adds, without a teacher) and `recommended` come from one sweep of their own, all students distilling "
+             "from the same teachers; the P-KDGAN-II-23 column is the paper rows' (their own teachers, trained by "
+             "the same code and config on another machine). Cells: mean over classes (± std over seeds), classes x "
+             "seeds. Gains: mean over classes of the per-class seed means, one-sided Wilcoxon over classes. Gap: "
+             "teacher - student, alone -> `recommended`.", "",
+             *_table(["data", "teacher", "student alone", "P-KDGAN-II-23 (paper)", "control (w_con 40)",
+                      "recommended", "gain vs alone", "gain vs control", "teacher gap"], rows), "", *sentences, ""]
+    return lines, stats
 
 
 def _stage_table(groups: list[_Group], method: str = "P-KDGAN-II-23") -> list[str]:
@@ -680,7 +710,7 @@ def _header(records: list[dict], by_budget: dict[str, list[_Group]], paper: dict
 
 def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | Path = "docs/results.md",
                  plots_dir: str | Path | None = "docs/figures", *, command: str | None = None,
-                 controlled: Sequence[str | Path] = ()) -> dict:
+                 controlled: Sequence[str | Path] = (), beyond: Sequence[str | Path] = ()) -> dict:
     """Write the markdown report (and Figure-2 PNGs unless ``plots_dir`` is None); returns what was written.
 
     ``controlled``: files of controlled runs (:func:`controlled_section`), each rendered as a section at the end.
@@ -738,7 +768,6 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
             lines += ["Where the P-KDGAN-II-23 student stands at the end of each stage (AUROC of the stage's last "
                       "epoch, mean over classes of per-class seed means), next to the student trained alone:", "",
                       *stage_rows, ""]
-        lines += _beyond_paper(groups)
         lines += _jpeg_effect(groups)
         if plots_dir is not None:
             figs = []
@@ -758,6 +787,12 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
                           "The paper's Figure 2 shows automobile (CIFAR-10), 5 (MNIST) and bag (Fashion-MNIST). "
                           "A method evaluated only at its last epoch (the teacher under the `cpu` budget) is drawn "
                           "as a dashed reference line.", "", *figs]
+    if beyond:
+        beyond_groups = _group(load_records(list(beyond)))
+        for budget in sorted(beyond_groups):
+            section, beyond_stats = _beyond_paper(beyond_groups[budget], by_budget.get(budget, []))
+            lines += section
+            stats.update({f"{budget}/beyond/{k}": v for k, v in beyond_stats.items()})
     for path in controlled:
         lines += controlled_section(path)
     out_md.parent.mkdir(parents=True, exist_ok=True)

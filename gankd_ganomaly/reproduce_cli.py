@@ -101,7 +101,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     result = write_report(args.records, args.out, None if args.no_plots else args.plots_dir, command=_command_line(),
-                          controlled=args.controlled)
+                          controlled=args.controlled, beyond=args.beyond)
     print(f"wrote {result['markdown']} from {result['records']} record(s)"
           + (f" and {len(result['plots'])} plot(s): {', '.join(result['plots'])}" if result["plots"] else ""))
     return 0
@@ -163,6 +163,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="docs/results.md", help="markdown file to write")
     p.add_argument("--plots-dir", default="docs/figures", help="where the Figure-2 PNGs go")
     p.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    p.add_argument("--beyond", nargs="*", default=[], metavar="DIR",
+                   help="sweep folder(s) with the recommended recipe, its student alone and control from the same "
+                        "teachers: adds the 'Beyond the paper' section (the paper's tables keep --records)")
     p.add_argument("--controlled", nargs="*", default=[], metavar="JSON",
                    help="files of controlled one-factor runs (results/gap_study.py writes one) to add as a section")
     p.set_defaults(func=cmd_report)

@@ -284,3 +284,32 @@ def test_sweep_runs_the_recommended_recipe_and_the_reconstruction_control(tmp_pa
                       existing_teachers=True)
     assert later.ran == [] and not record_path(tmp_path, "digits", 3, "recommended", 1).exists()
     assert not record_path(tmp_path, "digits", 3, "teacher", 1).exists()
+
+
+def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_control(tmp_path):
+    from gankd_ganomaly.report import write_report
+    from gankd_ganomaly.sweep import RECORD_FORMAT, record_path
+
+    def write(out, method, c, seed, auroc):
+        path = record_path(out, "mnist", c, method, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"record_format": RECORD_FORMAT, "budget": "cpu", "dataset": "mnist",
+                                    "normal_class": c, "method": method, "seed": seed, "status": "ok",
+                                    "auroc_last": auroc, "auroc_per_epoch": [auroc], "params": 100, "flops": 100}))
+
+    paper, beyond = tmp_path / "paper", tmp_path / "beyond"
+    for c in range(6):
+        for seed in (0, 1):
+            write(paper, "P-KDGAN-II-23", c, seed, 0.70)
+            write(beyond, "teacher", c, seed, 0.95)
+            write(beyond, "student-alone", c, seed, 0.80 + 0.01 * c)
+            write(beyond, "student-alone-wcon40", c, seed, 0.86 + 0.01 * c)
+            write(beyond, "recommended", c, seed, 0.85 + 0.01 * c + (0.002 if c % 2 else -0.002))
+    result = write_report(paper, tmp_path / "results.md", None, beyond=[beyond])
+    text = (tmp_path / "results.md").read_text()
+    assert "## Beyond the paper: the `recommended` recipe" in text
+    assert "MNIST: `recommended` **beats** the student trained alone (+5.00 points, one-sided Wilcoxon p=0.0156" in text
+    assert "against the reconstruction control (no teacher, w_con 40) it gains -1.00" in text
+    assert "| 0.7000 ± 0.0000 (6/10 cl. x 2 seeds) |" in text  # the P-KDGAN-II-23 column comes from --records
+    stats = result["statistics"]["cpu/beyond/mnist"]
+    assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recommended"] == pytest.approx(0.075)
