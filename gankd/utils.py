@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shlex
 import socket
 import sys
 import tempfile
@@ -144,7 +145,7 @@ class FolderLock:
 
     def _info(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join(sys.argv)}
+                "command": shlex.join(getattr(sys, "orig_argv", sys.argv))}
 
     def _owner(self, text: str) -> str:
         try:

@@ -400,7 +400,12 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt"
+        folder, path = path, path / "model.pt"
+        if not path.exists():
+            unfinished = (folder / "checkpoint.pt").exists()
+            raise FileNotFoundError(f"{str(folder)!r} holds no model.pt" + (
+                f": its run has not finished; pass {folder / 'checkpoint.pt'} for the last epoch's weights, or "
+                "finish the run with --resume" if unfinished else ": give a run folder, a model.pt or a checkpoint"))
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a model")

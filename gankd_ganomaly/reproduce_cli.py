@@ -69,8 +69,10 @@ def required_grid() -> list[dict]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiment import check_device
     from .sweep import parse_list, run_sweep
 
+    check_device(args.device)  # before any run starts
     if args.threads:
         import torch
 
@@ -146,7 +148,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cifar-jpeg", action="store_true",
                    help="mark CIFAR-10 records lossy even if the root has no LOSSY_JPEG_COPY marker")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared machine)")
+    from .cli import _positive_int
+
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (1 on a shared machine)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--epoch-log", action="store_true", help="also print one line per epoch")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do, with a rough ETA, and exit")
@@ -173,15 +177,26 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare_cifar10)
 
 
+PROG = "python -m gankd_ganomaly.reproduce_cli"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gankd_ganomaly.reproduce_cli", description=__doc__)
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    from .cli import ArgumentParser, add_debug_option
+
+    parser = ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
+                        help="show the full Python traceback on errors (also GANKD_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    add_debug_option(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Entry point, inside the same error boundary as ``gankd-ganomaly`` (:func:`gankd_ganomaly.cli.run_command`)."""
+    from .cli import run_command
+
+    return run_command(build_parser().parse_args(argv), prog=PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover
