@@ -523,6 +523,7 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model_file
 
+    _check_output_file(args.out, "export: OUT", "model.onnx" if args.format == "onnx" else "model.ts")
     record = export_model_file(args.model, args.out, fmt=args.format, optimize=False if args.plain else None,
                                layout=args.layout)
     print(json.dumps(record))

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from gankd import GAN, GANHooks
@@ -88,6 +87,8 @@ def anomaly_scores(hooks: GANHooks, gan: GAN, images: torch.Tensor, *, batch_siz
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve; labels 1 = novel (should score high), 0 = normal."""
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes a second to import, the CLI's parser needs none
+
     labels = labels.cpu().numpy()
     if len(set(labels.tolist())) != 2:
         raise ValueError("AUROC needs both normal (0) and novel (1) samples in the test labels")
