@@ -6,10 +6,10 @@ Training runs write into ``--out DIR``: ``config.yaml`` (the resolved config), `
 epoch), ``history.json`` and ``metrics.csv`` (per epoch), ``record.json`` and ``model.pt`` (at the end).
 A killed run continues with the same command plus ``--resume``.
 
-Errors: a failure the user can cause or meet (bad input or file, a missing device or package, a file-system error)
-prints one line or two, ``gankd-ganomaly COMMAND: error: TYPE: message``, and exits with status 1 (130 after
-Ctrl-C, 143 after SIGTERM); ``--debug`` (anywhere on the line) or ``GANKD_DEBUG=1`` shows the traceback instead.
-Internal errors always show their traceback.
+Errors: a failure the user can cause or meet (bad input or file, a missing device or package, a file-system
+error) prints one or two lines, ``gankd-ganomaly COMMAND: error: TYPE: message``, exit status 1 (130 after
+Ctrl-C, 143 after SIGTERM, 129 after SIGHUP); ``--debug`` or ``GANKD_DEBUG=1`` shows the traceback instead.
+Internal errors always show their traceback. A run folder is locked while a run uses it.
 """
 from __future__ import annotations
 
@@ -458,7 +458,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         if given:
             one = len(given) == 1
             raise CLIError(f"{', '.join(given)} {'does' if one else 'do'} not apply with --images, which scores the "
-                           f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset split")
+                           f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset "
+                           "split")
     cfg, gan, hooks, _ = _load_for_scoring(args)
     if args.images:
         images, names = load_image_folder(args.images, hooks.in_channels)
@@ -664,12 +665,20 @@ def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that clean-up code runs (temporary files, the run folder's lock)."""
+    """SIGTERM or SIGHUP, raised in the main thread so that clean-up code runs (temporary files, the folder lock)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated()
+# signals that end a run the way Ctrl-C does: clean-up runs, exit status 128 + signal number
+_TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _on_terminate(signum, frame):
+    signal.signal(signum, signal.SIG_DFL)  # the same signal again ends the process at once
+    raise Terminated(signum)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -722,35 +731,35 @@ def debug_requested(args: argparse.Namespace) -> bool:
 
 def run_command(args: argparse.Namespace, prog: str = PROG) -> int:
     """The one error boundary of every command: ``args.func(args)``, with user errors (:func:`user_error_types`)
-    as ``PROG COMMAND: error: TYPE: message`` on stderr and exit status 1, Ctrl-C 130 and SIGTERM 143 (SIGTERM
-    raises :class:`Terminated` so that clean-up runs: temporary files go, the folder lock is released). With
+    as ``PROG COMMAND: error: TYPE: message`` on stderr and exit status 1, Ctrl-C 130, SIGTERM 143 and SIGHUP 129
+    (they raise :class:`Terminated` so that clean-up runs: temporary files go, the folder lock is released). With
     ``--debug`` or ``GANKD_DEBUG=1`` the exception propagates with its traceback; other exceptions always do."""
     debug = debug_requested(args)
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {signum: signal.signal(signum, _on_terminate) for signum in _TERMINATING}
     try:
         return args.func(args)
     except KeyboardInterrupt as err:
         if debug:
             raise
-        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        what = f"terminated ({signal.Signals(err.signum).name})" if isinstance(err, Terminated) else "interrupted"
         hint = "; the last epoch's checkpoint is kept: continue with --resume" if hasattr(args, "resume") else ""
         print(f"{prog} {args.command}: {what}{hint}", file=sys.stderr)
-        return 143 if isinstance(err, Terminated) else 130
+        return 128 + err.signum if isinstance(err, Terminated) else 130
     except user_error_types() as err:
         if debug:
             raise
         print(f"{prog} {args.command}: error: {describe_error(err, args)}", file=sys.stderr)
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 a named error, 2 a usage error from argparse, 130 Ctrl-C,
-    143 SIGTERM)."""
+    143 SIGTERM, 129 SIGHUP)."""
     return run_command(build_parser().parse_args(argv))
 
 

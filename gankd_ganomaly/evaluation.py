@@ -87,7 +87,7 @@ def anomaly_scores(hooks: GANHooks, gan: GAN, images: torch.Tensor, *, batch_siz
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve; labels 1 = novel (should score high), 0 = normal."""
-    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes a second to import, the CLI's parser needs none
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes a second to import; the CLI needs none
 
     labels = labels.cpu().numpy()
     if len(set(labels.tolist())) != 2:

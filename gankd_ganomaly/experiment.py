@@ -243,6 +243,8 @@ def read_config_file(path: str | Path) -> dict:
     a syntax error or a file whose top level is not a mapping, each naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {str(path)!r} is a folder: give a .yaml, .yml or .json file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     text = path.read_text()

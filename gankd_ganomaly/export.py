@@ -653,7 +653,8 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
     """Write an ONNX scoring model (input ``images`` (N, C, 32, 32), output ``scores`` (N,), dynamic N).
 
     Needs the optional ``onnx`` and ``onnxscript`` packages (raises :class:`gankd.MissingDependencyError`, an
-    ``ImportError`` and ``RuntimeError``, naming them if absent); run the file with e.g. ``onnxruntime``. Returns the path written.
+    ``ImportError`` and ``RuntimeError``, naming them if absent);
+    run the file with e.g. ``onnxruntime``. Returns the path written.
 
     By default the graph is the generator's own layers (standard Conv / ConvTranspose / BatchNorm
     ops): ONNX runtimes fold batch norm and choose their own kernels, and the rewrites of
@@ -712,8 +713,8 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
         raise ValueError("layout applies to the rewritten TorchScript graph only "
                          f"(here: format {fmt!r}, optimize={optimize})")
     if out_path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"is a folder, not a file: give a file path such as {out_path / 'model.ts'}",
-                                str(out_path))
+        raise IsADirectoryError(errno.EISDIR, f"is a folder, not a file: give a file path such as "
+                                f"{out_path / 'model.ts'}", str(out_path))
     if fmt == "onnx":
         ok, why = onnx_available()
         if not ok:  # before loading anything
