@@ -403,6 +403,10 @@ def _load_for_scoring(args: argparse.Namespace):
     base.pop("teacher_checkpoint", None)
     cfg = resolve_config(args, base)
     _refuse_unused_scoring_fields(args, base, cfg)
+    if args.widths and header.get("widths") and list(args.widths) != list(header["widths"]):
+        raise CLIError(f"--widths {','.join(map(str, args.widths))} does not apply: {args.checkpoint} has a header "
+                       f"that gives its widths ({','.join(map(str, header['widths']))}); --widths is for a bare "
+                       "state_dict only")
     check_device(cfg.device)
     widths = args.widths or header.get("widths")
     in_channels = header.get("in_channels", cfg.in_channels)

@@ -323,7 +323,7 @@ def test_stale_lock_and_temporary_files_of_a_killed_run_are_cleaned(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["evaluate --set", "score --images --split", "student-alone --teacher",
-                                  "teacher --student-widths"])
+                                  "teacher --student-widths", "evaluate --widths"])
 def test_options_that_do_not_apply_are_refused(case, teacher, tmp_path):
     args, message = {
         "evaluate --set": (["evaluate", "--checkpoint", teacher, "--set", "epochs=3"],
@@ -334,6 +334,8 @@ def test_options_that_do_not_apply_are_refused(case, teacher, tmp_path):
                                      tmp_path / "run"], "--teacher does not apply here"),
         "teacher --student-widths": (["teacher", *TINY_TEACHER, "--student-widths", "1,2,4", "--out",
                                       tmp_path / "run"], "--student-widths does not apply here"),
+        "evaluate --widths": (["evaluate", "--checkpoint", teacher, "--widths", "1,2,4"],
+                              "--widths 1,2,4 does not apply"),
     }[case]
     fails(cli(*args), "CLIError", message)
     assert not (tmp_path / "run").exists()
