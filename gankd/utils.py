@@ -141,7 +141,7 @@ class FolderLock:
         self.release()
 
     def _key(self) -> str:
-        return os.path.abspath(self.path)
+        return os.path.realpath(self.path)
 
     def _info(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),

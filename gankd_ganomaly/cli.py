@@ -581,7 +581,7 @@ class ArgumentParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The ``gankd-ganomaly`` argument parser (every option has help text)."""
     parser = ArgumentParser(prog=PROG, description=__doc__.replace("``", ""),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
                         help="show the full Python traceback on errors instead of a one-line message (also "
                              "after the command, or with the environment variable GANKD_DEBUG=1)")
