@@ -36,18 +36,40 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ``os.system``) is refused with :class:`CheckpointError`; nothing in it is executed.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: the file is empty (0 bytes), it is truncated "
+                              "or was never written; use another checkpoint")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"refused to load {str(path)!r}: it holds objects other than tensors and plain containers, which "
-            f"could run code when unpickled ({str(err).splitlines()[0]}). Load only checkpoints you trust, "
-            "and re-save them as state_dicts.") from None
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: it is truncated or not a torch "
-                              f"checkpoint ({str(err).splitlines()[0]})") from None
+        text = str(err)
+        unsafe = [line.strip() for line in text.splitlines() if "GLOBAL" in line]
+        if unsafe:
+            raise CheckpointError(
+                f"refused to load {str(path)!r}: it holds objects other than tensors and plain containers, which "
+                f"could run code when unpickled ({unsafe[0]}). Load only checkpoints you trust, "
+                "and re-save them as state_dicts.") from None
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: it is truncated, corrupted or not a torch "
+                              f"checkpoint ({_why(err)})") from None
+    except OSError:
+        raise  # file-system errors (permissions, I/O) keep their type and name the file
+    except Exception as err:  # noqa: BLE001 - garbage bytes make the unpickler raise almost anything
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: it is truncated, corrupted or not a torch "
+                              f"checkpoint ({_why(err)})") from None
+
+
+def _why(err: BaseException) -> str:
+    """The first informative line of an exception's message (some, like EOFError's, are empty)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if "weights_only" not in line and "Weights only" not in line] or lines
+    if not lines:
+        return type(err).__name__
+    first = lines[0].split(". ")[0].rstrip(".")  # torch appends paragraphs of advice after the first sentence
+    return f"{type(err).__name__}: {first}"
 
 
 def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "model") -> None:

@@ -13,9 +13,10 @@ import traceback
 
 from .checkpoint import CheckpointError
 from .run import RunConfigError
+from .utils import FolderLockedError
 
-USER_ERRORS = (RunConfigError, CheckpointError, FileNotFoundError, PermissionError, IsADirectoryError,
-               NotADirectoryError, KeyError)
+USER_ERRORS = (RunConfigError, CheckpointError, FolderLockedError, FileNotFoundError, PermissionError,
+               IsADirectoryError, NotADirectoryError, KeyError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

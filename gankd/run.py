@@ -38,7 +38,7 @@ from .engine import DistillationEngine
 from .hooks import GAN, GANHooks
 from .modelfile import load_model, resolve_family, save_model
 from .schedule import OptimizerConfig, Schedule, get_schedule
-from .utils import atomic_write_text, seed_everything
+from .utils import FolderLock, atomic_write_text, remove_stale_temporaries, seed_everything
 
 KEYS = ("family", "family_args", "data", "teacher", "student", "schedule", "recipe", "epochs", "optimizer",
         "evaluate", "seed", "device")
@@ -211,6 +211,12 @@ def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = Fals
     if out.exists() and not out.is_dir():
         raise RunConfigError(f"--out {str(out)!r} is a file, not a folder")
     run = prepare(config)  # everything is checked before the folder is touched
+    with FolderLock(out):  # a second run on the same folder is refused, naming this one
+        remove_stale_temporaries(out, RUN_FILES)
+        return _train(run, out, resume, overwrite, verbose)
+
+
+def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -> dict:
     c, schedule = run["config"], run["schedule"]
     resolved = {**c, "schedule": schedule.to_dict(), "recipe": c["recipe"]}
     ckpt_path = out / "checkpoint.pt"

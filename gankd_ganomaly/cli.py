@@ -5,6 +5,11 @@ Every run is described by a config (``gankd_ganomaly.experiment.RunConfig``): de
 Training runs write into ``--out DIR``: ``config.yaml`` (the resolved config), ``checkpoint.pt`` (every
 epoch), ``history.json`` and ``metrics.csv`` (per epoch), ``record.json`` and ``model.pt`` (at the end).
 A killed run continues with the same command plus ``--resume``.
+
+Errors: a failure the user can cause or meet (bad input or file, a missing device or package, a file-system
+error) prints one or two lines, ``gankd-ganomaly COMMAND: error: TYPE: message``, exit status 1 (130 after
+Ctrl-C, 143 after SIGTERM, 129 after SIGHUP); ``--debug`` or ``GANKD_DEBUG=1`` shows the traceback instead.
+Internal errors always show their traceback. A run folder is locked while a run uses it.
 """
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ import argparse
 import csv
 import io
 import json
+import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,6 +45,16 @@ def _fmt_count(n: float) -> str:
 def _set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text!r}")
+    return value
 
 
 def _widths_arg(text: str) -> list[int]:
@@ -173,7 +191,7 @@ def _add_data_options(g: argparse._ArgumentGroup) -> None:
 
 
 def _add_exec_options(o: argparse._ArgumentGroup, quiet: bool = True) -> None:
-    o.add_argument("--threads", type=int, metavar="N", default=None,
+    o.add_argument("--threads", type=_positive_int, metavar="N", default=None,
                    help="torch intra-op threads (default: torch's choice); keep it fixed for bitwise-equal resumes")
     if quiet:
         o.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -186,9 +204,78 @@ def _default_out(cfg) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.dataset}-c{cfg.normal_class}-s{cfg.seed}"
 
 
+def _given_keys(args: argparse.Namespace) -> dict[str, str]:
+    """Config keys the command line sets explicitly (flags and --set), each with the option that set it."""
+    given = {name: "--" + name.replace("_", "-") for name in CONFIG_FLAGS if hasattr(args, name)}
+    if "teacher_checkpoint" in given:
+        given["teacher_checkpoint"] = "--teacher"
+    for item in getattr(args, "set", None) or []:
+        key = item.partition("=")[0].strip().partition(".")[0]
+        given[key] = f"--set {item}"
+    return given
+
+
+def _refuse_unused_run_options(args: argparse.Namespace, cfg) -> None:
+    """Options that would be ignored by this run are refused rather than silently dropped."""
+    given = _given_keys(args)
+    if args.command == "teacher":
+        unused = {"method": "a teacher run's method is 'teacher'", "student_widths": "a teacher run trains no student",
+                  "teacher_checkpoint": "a teacher run distils from no teacher"}
+    elif not cfg.schedule().needs_teacher:
+        unused = {k: f"method {cfg.method!r} trains the student without a teacher"
+                  for k in ("teacher_checkpoint", "teacher_widths")}
+    else:
+        unused = {}
+    for key, why in unused.items():
+        if key in given:
+            raise CLIError(f"{given[key]} does not apply here: {why}; remove it")
+
+
+def _check_run_folder(args: argparse.Namespace, out: Path) -> None:
+    """Refuse an output folder this run must not write to; reads only (called again under the folder's lock)."""
+    if args.resume and args.overwrite:
+        raise CLIError("--resume and --overwrite contradict each other: pick one")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder: give a folder for the run's files (it is created if "
+                       "missing)")
+    held = [name for name in ("checkpoint.pt", "model.pt", "record.json") if (out / name).exists()]
+    if held and not args.resume and not args.overwrite:
+        raise CLIError(f"{out} already holds a run ({held[0]}): pass --resume to continue it, --overwrite "
+                       "to start again there, or choose another --out")
+    if args.resume and not (out / "checkpoint.pt").exists() and held:
+        raise CLIError(f"--resume: {out} holds a finished run ({held[0]}) but no checkpoint.pt to continue from: "
+                       "pass --overwrite to start again there, or choose another --out")
+
+
+def _teacher_file(path: str) -> Path:
+    p = Path(path)
+    return p / "model.pt" if p.is_dir() else p
+
+
+def _check_teacher(cfg, header: dict, out: Path) -> None:
+    """The teacher must be of this run's dataset and normal class, and outside the folder this run writes."""
+    teacher = _teacher_file(cfg.teacher_checkpoint)
+    if out.exists() and teacher.resolve().parent == out.resolve():
+        raise CLIError(f"--teacher {cfg.teacher_checkpoint} is inside --out {out}: this run would overwrite its "
+                       "own teacher; choose another --out")
+    trained_on = (header.get("dataset"), header.get("normal_class"))
+    if None not in trained_on and trained_on != (cfg.dataset, cfg.normal_class):
+        raise CLIError(f"--teacher {cfg.teacher_checkpoint} was trained on {trained_on[0]} class {trained_on[1]}, "
+                       f"but this run is {cfg.dataset} class {cfg.normal_class}: distil from a teacher of the same "
+                       "dataset and normal class (or set --dataset/--normal-class to the teacher's)")
+
+
+def _require_tensorboard() -> None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"TensorBoard logging needs the 'tensorboard' package, which is not installed ({err}); "
+                          "install it with `pip install tensorboard`, or run without --tensorboard") from None
+
+
 def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Path]:
-    """Resolve the config (from DIR/config.yaml when resuming) and check the output folder."""
-    from .experiment import RunConfig, read_model_file
+    """Resolve the config (from DIR/config.yaml when resuming) and check the output folder; writes nothing."""
+    from .experiment import RunConfig, check_device, read_model_file
 
     forced = {"method": method} if method else None
     base = None
@@ -203,23 +290,17 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
     if args.command == "distill" and cfg.method == "teacher":
         raise CLIError(f"distill trains a student, but the config's method is 'teacher': use `{PROG} teacher`, "
                        "or set --method")
+    _refuse_unused_run_options(args, cfg)
+    check_device(cfg.device)
+    out = Path(args.out) if args.out else _default_out(cfg)
+    _check_run_folder(args, out)
+    if args.tensorboard:
+        _require_tensorboard()
     if cfg.teacher_checkpoint and "teacher_widths" not in data and cfg.schedule().needs_teacher:
         # the teacher's widths are those of its checkpoint unless the config says otherwise
         header, _ = read_model_file(cfg.teacher_checkpoint)
         if header.get("widths"):
             cfg = cfg.replace(teacher_widths=list(header["widths"]))
-    out = Path(args.out) if args.out else _default_out(cfg)
-    if args.resume and args.overwrite:
-        raise CLIError("--resume and --overwrite contradict each other: pick one")
-    if (out / "checkpoint.pt").exists() and not args.resume:
-        if not args.overwrite:
-            raise CLIError(f"{out} already holds a run (checkpoint.pt): pass --resume to continue it, --overwrite "
-                           "to start again there, or choose another --out")
-        from .experiment import RUN_FILES
-
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
     if args.resume and not (out / "checkpoint.pt").exists():
         print(f"note: --resume but {out / 'checkpoint.pt'} does not exist; starting from the first epoch",
               file=sys.stderr)
@@ -227,8 +308,12 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
 
 
 def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
-    from .data import load_one_class
-    from .experiment import build_gan, load_model, make_hooks, run
+    """teacher / distill. Everything is checked (config, device, output folder, teacher, data) before the run
+    folder is locked; only then does --overwrite delete the previous run's files."""
+    from gankd import FolderLock
+
+    from .data import load_one_class, validate_images
+    from .experiment import RUN_FILES, build_gan, load_model, make_hooks, run
 
     _set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
@@ -240,14 +325,23 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
         if args.resume and (out / "checkpoint.pt").exists():  # the teacher's weights come from the checkpoint
             teacher = build_gan(make_hooks(cfg), cfg.teacher_widths, cfg.seed)
         else:
-            teacher, _ = load_model(cfg.teacher_checkpoint, widths=cfg.teacher_widths, in_channels=cfg.in_channels,
-                                    what="teacher")
+            teacher, header = load_model(cfg.teacher_checkpoint, widths=cfg.teacher_widths,
+                                         in_channels=cfg.in_channels, what="teacher", role="teacher")
+            _check_teacher(cfg, header, out)
     data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
-    if not args.quiet:
-        print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
-              f"output: {out}", file=sys.stderr)
-    record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
-                    tensorboard=args.tensorboard)
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
+    with FolderLock(out):  # from here on a second run on this folder is refused, naming this one
+        _check_run_folder(args, out)  # again: another run may have finished here while this one loaded its data
+        if args.overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        if not args.quiet:
+            print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
+                  f"output: {out}", file=sys.stderr)
+        record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
+                        tensorboard=args.tensorboard)
     print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): "
           f"AUROC (last epoch) {record['auroc_last']:.4f}, {record['wall_s']:.1f}s; wrote {out}/")
     return 0
@@ -264,15 +358,56 @@ def cmd_distill(args: argparse.Namespace) -> int:
 # --- evaluate / score -------------------------------------------------------------------------------------------
 
 
+# what evaluate and score use of a config; the other fields describe training and are refused if changed
+SCORING_FIELDS = ("dataset", "normal_class", "bn_mode", "eval_batch_size", "data_root", "download", "device")
+
+
+def _refuse_unused_scoring_fields(args: argparse.Namespace, base: dict, cfg) -> None:
+    """--set of a training field is refused; so is a --config whose training fields differ from the model's
+    (a run's own config.yaml passes: its fields are the model's)."""
+    from .experiment import RunConfig, read_config_file
+
+    for item in args.set or []:
+        key = item.partition("=")[0].strip().partition(".")[0]
+        if key not in SCORING_FIELDS:
+            raise CLIError(f"--set {item} does not apply to {args.command}: it only reads "
+                           f"{', '.join(SCORING_FIELDS)}; {key} is fixed by the trained model")
+    if args.config:
+        saved, now = RunConfig.from_dict(base).to_dict(), cfg.to_dict()
+        changed = [k for k in read_config_file(args.config)
+                   if k not in SCORING_FIELDS and k != "teacher_checkpoint" and saved.get(k) != now.get(k)]
+        if changed:
+            raise CLIError(f"--config {args.config} sets {', '.join(changed)}, which {args.command} does not use "
+                           f"(the trained model fixes them; it reads only {', '.join(SCORING_FIELDS)}): remove them")
+
+
+def _check_output_file(path: str | None, option: str, example: str) -> None:
+    """Refuse an output file path that is a folder, or whose parent is a file, before any work is done."""
+    if path in (None, "-"):
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"{option} {path} is a folder: give a file path, e.g. {p / example}")
+    parent = next((q for q in p.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CLIError(f"{option} {path}: {parent} is a file, not a folder")
+
+
 def _load_for_scoring(args: argparse.Namespace):
     """(config, gan, hooks, header) for evaluate/score: the checkpoint's config, then --config/flags/--set."""
-    from .experiment import load_model, read_model_file
+    from .experiment import check_device, load_model, read_model_file
     from .hooks import GanomalyHooks
 
     header, _ = read_model_file(args.checkpoint)
     base = dict(header.get("config") or {})
     base.pop("teacher_checkpoint", None)
     cfg = resolve_config(args, base)
+    _refuse_unused_scoring_fields(args, base, cfg)
+    if args.widths and header.get("widths") and list(args.widths) != list(header["widths"]):
+        raise CLIError(f"--widths {','.join(map(str, args.widths))} does not apply: {args.checkpoint} has a header "
+                       f"that gives its widths ({','.join(map(str, header['widths']))}); --widths is for a bare "
+                       "state_dict only")
+    check_device(cfg.device)
     widths = args.widths or header.get("widths")
     in_channels = header.get("in_channels", cfg.in_channels)
     gan, header = load_model(args.checkpoint, widths=widths, in_channels=in_channels)
@@ -294,6 +429,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .experiment import save_json
 
     _set_threads(args.threads)
+    _check_output_file(args.json, "--json", "eval.json")
     cfg, gan, hooks, header = _load_for_scoring(args)
     _check_channels(cfg, hooks.in_channels, args.checkpoint)
     data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
@@ -318,6 +454,16 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .experiment import load_image_folder
 
     _set_threads(args.threads)
+    _check_output_file(args.output, "--output", "scores.csv")
+    if args.images:
+        given = [option for option, dest in (("--split", "split"), ("--dataset", "dataset"),
+                                             ("--normal-class", "normal_class"), ("--data-root", "data_root"),
+                                             ("--download", "download")) if getattr(args, dest, None) is not None]
+        if given:
+            one = len(given) == 1
+            raise CLIError(f"{', '.join(given)} {'does' if one else 'do'} not apply with --images, which scores the "
+                           f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset "
+                           "split")
     cfg, gan, hooks, _ = _load_for_scoring(args)
     if args.images:
         images, names = load_image_folder(args.images, hooks.in_channels)
@@ -326,14 +472,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     else:
         _check_channels(cfg, hooks.in_channels, args.checkpoint)
         data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
-        if args.split == "test":
+        if (args.split or "test") == "test":
             images, labels = data.test, data.test_labels.tolist()
         else:
             images, labels = data.train, [0] * len(data.train)
         rows = [{"index": i, "label": lab} for i, lab in enumerate(labels)]
-        what = f"{cfg.dataset} {args.split} images"
+        what = f"{cfg.dataset} {args.split or 'test'} images"
     validate_images(images, hooks.in_channels, what=what)
     scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+    if bad:
+        raise FloatingPointError(f"{len(bad)} of {len(scores)} scores of {args.checkpoint} are NaN/Inf (the first: "
+                                 f"{rows[bad[0]]}): the model's outputs overflow; nothing was written")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*rows[0], "score"], lineterminator="\n")
     writer.writeheader()
@@ -378,6 +528,7 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model_file
 
+    _check_output_file(args.out, "export: OUT", "model.onnx" if args.format == "onnx" else "model.ts")
     record = export_model_file(args.model, args.out, fmt=args.format, optimize=False if args.plain else None,
                                layout=args.layout)
     print(json.dumps(record))
@@ -404,6 +555,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import print_demo_table, run_demo
 
     _set_threads(args.threads)
+    _check_output_file(args.json, "--json", "demo.json")
     result = run_demo(normal_class=args.normal_class, teacher_epochs=args.teacher_epochs,
                       student_epochs=args.student_epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, bn_mode=args.bn_mode, verbose=not args.quiet)
@@ -419,12 +571,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------------------------
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the full usage is one ``--help`` away); exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gankd-ganomaly`` argument parser (every option has help text)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.replace("``", ""),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the full Python traceback on errors instead of a one-line message")
+    parser = ArgumentParser(prog=PROG, description=__doc__.replace("``", ""),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
+                        help="show the full Python traceback on errors instead of a one-line message (also "
+                             "after the command, or with the environment variable GANKD_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("teacher", help="train a teacher GAN (GANomaly on its own losses)",
@@ -452,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_options(p)
     src = p.add_argument_group("what to score (default: the dataset's test split)")
     src.add_argument("--images", metavar="DIR", help="a folder of .png/.jpg/.jpeg images")
-    src.add_argument("--split", choices=("test", "train"), default="test",
+    src.add_argument("--split", choices=("test", "train"), default=None,
                      help="dataset split to score when --images is not given (default: test)")
     p.add_argument("--output", metavar="CSV", default=None, help="write the CSV here (default: standard output)")
     _add_exec_options(p, quiet=False)
@@ -490,39 +650,121 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_demo)
 
     from .reproduce_cli import add_subcommands  # reproduce, report, prepare-cifar10
 
     add_subcommands(sub)
+    add_debug_option(sub)
     return parser
 
 
-def _error_types() -> tuple[type[BaseException], ...]:
-    from gankd import CheckpointError, NonFiniteLossError
+def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
+    """``--debug`` after the command too (``gankd-ganomaly teacher ... --debug``)."""
+    for sub in subparsers.choices.values():
+        sub.add_argument("--debug", "--traceback", dest="traceback", action="store_true", default=argparse.SUPPRESS,
+                         help="show the Python traceback on errors (as GANKD_DEBUG=1)")
 
-    return (CLIError, CheckpointError, NonFiniteLossError, ValueError, KeyError, FileNotFoundError, ImportError)
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that clean-up code runs (temporary files, the folder lock)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# signals that end a run the way Ctrl-C does: clean-up runs, exit status 128 + signal number
+_TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _on_terminate(signum, frame):
+    signal.signal(signum, signal.SIG_DFL)  # the same signal again ends the process at once
+    raise Terminated(signum)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause or meet: shown as one line (or two). Anything else is a bug: a traceback."""
+    from gankd import CheckpointError, FolderLockedError, MissingDependencyError, NonFiniteLossError
+
+    return (CLIError, CheckpointError, NonFiniteLossError, FolderLockedError, MissingDependencyError, ValueError,
+            KeyError, ImportError, OSError, FloatingPointError, MemoryError, torch.OutOfMemoryError)
+
+
+def _os_hint(err: OSError, args: argparse.Namespace) -> str:
+    import errno
+
+    run = hasattr(args, "resume")
+    hints = {
+        errno.ENOSPC: "the disk is full: free some space or write elsewhere"
+                      + ("; the last complete checkpoint is kept: then continue with --resume" if run else ""),
+        errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+        errno.EACCES: "no permission: check the permissions of the file and its folder, or write elsewhere",
+        errno.EPERM: "not permitted: check the permissions of the file and its folder, or write elsewhere",
+        errno.EROFS: "the file system is read-only: write elsewhere",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "a file is in the way",
+    }
+    return hints.get(err.errno, "")
+
+
+def describe_error(err: BaseException, args: argparse.Namespace) -> str:
+    """``TYPE: message`` of a user error, naming the file for file-system errors and saying what to do."""
+    if isinstance(err, KeyError) and err.args:
+        message = str(err.args[0])
+    elif isinstance(err, OSError) and err.errno is not None and err.filename is not None:
+        message = f"{err.strerror}: {str(err.filename)!r}"
+        if err.filename2 is not None:
+            message += f" -> {str(err.filename2)!r}"
+        hint = _os_hint(err, args)
+        message += f"; {hint}" if hint else ""
+    elif isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "out of memory"
+        message = f"{first}; lower --batch-size or --eval-batch-size, or use a device with more memory"
+    else:
+        message = str(err) or "(no message)"
+    return f"{type(err).__name__}: {message}"
+
+
+def debug_requested(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "traceback", False)) or \
+        os.environ.get("GANKD_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def run_command(args: argparse.Namespace, prog: str = PROG) -> int:
+    """The one error boundary of every command: ``args.func(args)``, with user errors (:func:`user_error_types`)
+    as ``PROG COMMAND: error: TYPE: message`` on stderr and exit status 1, Ctrl-C 130, SIGTERM 143 and SIGHUP 129
+    (they raise :class:`Terminated` so that clean-up runs: temporary files go, the folder lock is released). With
+    ``--debug`` or ``GANKD_DEBUG=1`` the exception propagates with its traceback; other exceptions always do."""
+    debug = debug_requested(args)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, _on_terminate) for signum in _TERMINATING}
+    try:
+        return args.func(args)
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        what = f"terminated ({signal.Signals(err.signum).name})" if isinstance(err, Terminated) else "interrupted"
+        hint = "; the last epoch's checkpoint is kept: continue with --resume" if hasattr(args, "resume") else ""
+        print(f"{prog} {args.command}: {what}{hint}", file=sys.stderr)
+        return 128 + err.signum if isinstance(err, Terminated) else 130
+    except user_error_types() as err:
+        if debug:
+            raise
+        print(f"{prog} {args.command}: error: {describe_error(err, args)}", file=sys.stderr)
+        return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 a named error, 2 a usage error from argparse)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        if args.traceback:
-            raise
-        hint = "; the last epoch's checkpoint is kept: continue with --resume" if hasattr(args, "resume") else ""
-        print(f"{PROG} {args.command}: interrupted{hint}", file=sys.stderr)
-        return 130
-    except _error_types() as err:
-        if args.traceback:
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"{PROG} {args.command}: error: {type(err).__name__}: {message}", file=sys.stderr)
-        return 1
+    """Entry point; returns the exit status (0 ok, 1 a named error, 2 a usage error from argparse, 130 Ctrl-C,
+    143 SIGTERM, 129 SIGHUP)."""
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,6 +83,14 @@ class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are in none of the searched folders; the message lists them and how to get the files."""
 
 
+class DatasetFileError(ValueError):
+    """A dataset file is truncated, corrupted or not the kind of file expected; the message names the file."""
+
+
+class UnsafeDatasetFileError(DatasetFileError, pickle.UnpicklingError):
+    """A pickled dataset file names code to run when loaded; it was refused, nothing in it ran."""
+
+
 class InvalidImagesError(ValueError):
     """Images the 32x32 networks cannot take: not a float tensor, wrong shape or channel count, empty, or NaN/Inf."""
 
@@ -348,20 +356,37 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One python batch -> images (n, 3, 32, 32) uint8 (R, G, B planes) and labels (n,) int64."""
-    with path.open("rb") as f:
-        # latin1: the official files were pickled by Python 2 (same choice as torchvision).
-        batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    try:
+        with path.open("rb") as f:
+            # latin1: the official files were pickled by Python 2 (same choice as torchvision).
+            batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    except OSError:
+        raise  # permissions, I/O: the file-system error names the file
+    except pickle.UnpicklingError as err:
+        if "refused global" in str(err):
+            raise UnsafeDatasetFileError(f"{path}: {err}; this is not an official CIFAR-10 batch, nothing in it was "
+                                         "run: delete it and extract cifar-10-python.tar.gz again") from None
+        raise _bad_cifar_batch(path, err) from None
+    except Exception as err:  # noqa: BLE001 - random or truncated bytes make the unpickler raise almost anything
+        raise _bad_cifar_batch(path, err) from None
     if not isinstance(batch, dict):
-        raise ValueError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(batch).__name__}")
+        raise DatasetFileError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(batch).__name__}")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072); got {type(data).__name__} "
-                         f"{getattr(data, 'dtype', '')} {getattr(data, 'shape', '')}")
+        raise DatasetFileError(f"{path}: 'data' must be a uint8 array of shape (n, 3072); got {type(data).__name__} "
+                               f"{getattr(data, 'dtype', '')} {getattr(data, 'shape', '')}")
     labels = np.asarray(labels, dtype=np.int64) if labels is not None else np.empty(0, np.int64)
     if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
-        raise ValueError(f"{path}: 'labels' must be {len(data)} integers in [0, 9]; got shape {labels.shape}")
+        raise DatasetFileError(f"{path}: 'labels' must be {len(data)} integers in [0, 9]; got shape {labels.shape}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _bad_cifar_batch(path: Path, err: BaseException) -> DatasetFileError:
+    why = str(err).splitlines()[0] if str(err).strip() else "no details"
+    return DatasetFileError(f"{path}: not a readable CIFAR-10 python batch, it is truncated or corrupted "
+                            f"({type(err).__name__}: {why}); replace it: extract cifar-10-python.tar.gz from "
+                            f"{_CIFAR_URL} again (or pass --download after deleting the folder)")
 
 
 def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loaded:
@@ -405,7 +430,9 @@ def _download(dataset: str, root: Path) -> None:
     try:
         import torchvision.datasets as tv_datasets
     except Exception as exc:  # a torchvision built for another torch raises RuntimeError, not ImportError
-        raise RuntimeError(
+        from gankd import MissingDependencyError
+
+        raise MissingDependencyError(
             f"download=True needs a working torchvision to fetch {_DISPLAY_NAMES[dataset]}, but importing it failed "
             f"({type(exc).__name__}: {exc}). Install a torchvision matching torch {torch.__version__}, or put the "
             f"files under {root} yourself."

@@ -243,6 +243,8 @@ def read_config_file(path: str | Path) -> dict:
     a syntax error or a file whose top level is not a mapping, each naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"config file {str(path)!r} is a folder: give a .yaml, .yml or .json file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
@@ -326,6 +328,42 @@ def channels_last_networks(cfg: RunConfig, widths: Mapping[str, Sequence[int]]) 
     return tuple(widths) if cfg.channels_last else ()
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)`` if this machine can compute on it, else :class:`ConfigError` saying what to use.
+
+    Run before anything is loaded or written, so a device name that cannot work (``tpu``, ``cuda`` on a
+    CPU-only build or without a GPU, ``cuda:3`` on a one-GPU machine, ``meta``) fails first, with one line.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {str(device)!r} is not a torch device name: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch build ({torch.__version__}) has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+            raise ConfigError(f"device {str(device)!r}: {why}; use cpu (--device cpu)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to "
+                              f"cuda:{count - 1}")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {str(device)!r}: MPS (Apple GPU) is not available here; use cpu (--device cpu)")
+        return dev
+    if dev.type == "meta":
+        raise ConfigError(f"device {str(device)!r} holds no data and cannot train or score; use cpu or cuda")
+    try:
+        torch.empty(1, device=dev)
+    except Exception as err:  # noqa: BLE001 - any backend failure means "not usable here"
+        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"device {str(device)!r} is not usable here ({why}); use cpu (--device cpu)") from None
+    return dev
+
+
 def make_hooks(cfg: RunConfig) -> GanomalyHooks:
     """The GANomaly hooks for the config's dataset (channel count) and loss weights."""
     return GanomalyHooks(in_channels=CHANNELS[cfg.dataset], weights=cfg.loss_weights)
@@ -364,7 +402,12 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt"
+        folder, path = path, path / "model.pt"
+        if not path.exists():
+            unfinished = (folder / "checkpoint.pt").exists()
+            raise FileNotFoundError(f"{str(folder)!r} holds no model.pt" + (
+                f": its run has not finished; pass {folder / 'checkpoint.pt'} for the last epoch's weights, or "
+                "finish the run with --resume" if unfinished else ": give a run folder, a model.pt or a checkpoint"))
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a model")
@@ -389,13 +432,30 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
 
 
 def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_channels: int | None = None,
-               what: str = "model") -> tuple[GAN, dict]:
+               what: str = "model", role: str | None = None, allow_nonfinite: bool = False) -> tuple[GAN, dict]:
     """Build a GANomaly GAN and load weights from ``path``; returns ``(gan, header)``.
 
     ``widths``/``in_channels`` say which architecture the caller expects (default: the file's header). A file
     for another architecture raises :class:`gankd.CheckpointError` naming the tensors that differ.
+    ``role="teacher"`` (or ``"student"``) refuses a file whose header says it holds the other role (a bare
+    state_dict has no header and is taken as it is). Weights with NaN/Inf (a diverged run) are refused too,
+    since every score they give is NaN; ``allow_nonfinite=True`` loads them anyway (to inspect them).
     """
     header, state_dict = read_model_file(path)
+    if role is not None and header.get("role") not in (None, role):
+        raise CheckpointError(
+            f"{what} {str(path)!r} is a {header['role']} model (method {header.get('method')!r}, widths "
+            f"{header.get('widths')}), not a {role}"
+            + ("; a teacher is the model.pt of a teacher run (`gankd-ganomaly teacher --out DIR`, then DIR/model.pt)"
+               if role == "teacher" else ""))
+    if not allow_nonfinite:
+        bad = [k for k, v in state_dict.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise CheckpointError(
+                f"{what} {str(path)!r} has NaN/Inf weights in {len(bad)} tensor(s) (the first: {bad[0]}): the run "
+                "that wrote it diverged, so every score would be NaN; use an earlier checkpoint or train again "
+                "(e.g. with a lower lr)")
     widths = tuple(widths) if widths is not None else (tuple(header["widths"]) if "widths" in header else None)
     in_channels = in_channels if in_channels is not None else header.get("in_channels")
     if widths is None or in_channels is None:
@@ -469,9 +529,25 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`ConfigError`,
     a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
     uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
+    While it runs, ``out_dir`` is locked (:class:`gankd.FolderLock`): a second run on the same folder raises
+    :class:`gankd.FolderLockedError` naming this one; temporary files a killed run left there are removed.
     ``callbacks`` run after the built-in ones. ``schedule`` replaces the method's schedule (a study of
     custom structures or distillation losses); the record then names the recipe ``"custom"``.
     """
+    check_device(cfg.device)
+    kwargs = dict(verbose=verbose, log_prefix=log_prefix, callbacks=callbacks, out_dir=out_dir, resume=resume,
+                  tensorboard=tensorboard, schedule=schedule)
+    if out_dir is None:
+        return _run(cfg, data, teacher, **kwargs)
+    with gankd.FolderLock(out_dir):
+        gankd.remove_stale_temporaries(out_dir, RUN_FILES)
+        return _run(cfg, data, teacher, **kwargs)
+
+
+def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
+         log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
+         resume: bool = False, tensorboard: bool = False,
+         schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
     hooks = make_hooks(cfg)
     recipe = cfg.recipe if schedule is None else "custom"
     schedule = schedule if schedule is not None else cfg.schedule()

@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import io
+import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -45,6 +48,18 @@ from torch import nn
 from .networks import IMAGE_SIZE, Decoder, Encoder, GanomalyGenerator
 
 EXPORT_FORMATS = ("torchscript", "onnx")
+
+
+def check_scorer_input(images: torch.Tensor, in_channels: int) -> None:
+    """Raise ``ValueError`` naming the expected ``(N, C, 32, 32)`` float32 input; compiled into every exported
+    scorer (TorchScript shows it as the last line of its ``torch.jit.Error``), so a wrong input fails at the
+    door, not deep inside the graph, and a 64x64 image is refused instead of silently scored."""
+    if images.dim() != 4 or images.size(1) != in_channels or images.size(2) != 32 or images.size(3) != 32:
+        raise ValueError("expected images of shape (N, " + str(in_channels) + ", 32, 32) in [-1, 1], got ("
+                         + ", ".join([str(d) for d in images.shape]) + ")")
+    if images.dtype != torch.float32:
+        raise ValueError("expected float32 images in [-1, 1] of shape (N, " + str(in_channels) + ", 32, 32); "
+                         "convert them first, e.g. images.float() / 127.5 - 1 for 0-255 values")
 
 
 # --- the inference graph ----------------------------------------------------------------------------------------
@@ -346,6 +361,7 @@ class GanomalyScorer(nn.Module):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_scorer_input(images, self.in_channels)
         z1 = self.encoder1(images)  # channels_last weights make the convs run channels_last
         if self.phase_tail:
             z2 = self.encoder2.after_first(self.tail(self.decoder.up2_output(z1)))
@@ -465,6 +481,7 @@ class BatchLastScorer(nn.Module):
         return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_scorer_input(images, self.in_channels)
         n, c, size = images.shape[0], images.shape[1], images.shape[2]
         # (N, C*H*W) -> (C*H*W, N) through PyTorch's blocked 2-d transpose (2x faster than a 4-d permute copy)
         flat = torch.empty([c * size * size, n], dtype=images.dtype, device=images.device)
@@ -498,6 +515,7 @@ class _EagerScorer(nn.Module):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_scorer_input(images, self.in_channels)
         z1 = self.encoder1(images)
         z2 = self.encoder2(self.decoder(z1))
         return (z1 - z2).pow(2).flatten(1).mean(dim=1)
@@ -592,12 +610,25 @@ def export_torchscript(gan_or_generator: Any, in_channels: int, path: str | Path
     """
     path = Path(path)
     scripted = to_torchscript(gan_or_generator, in_channels, optimize=optimize, layout=layout)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     with _quiet_jit():
-        torch.jit.save(scripted, str(tmp))
-    tmp.replace(path)
+        _save_atomically(path, lambda tmp: torch.jit.save(scripted, tmp))
     return path
+
+
+def _save_atomically(path: Path, save) -> None:
+    """``save(tmp)`` into a temporary file beside ``path``, then rename it; the temporary file is removed on every
+    error (``KeyboardInterrupt`` included), and a ``path`` that is a folder is refused before any work."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file: give a file path such as model.ts", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- ONNX (optional: needs the onnx / onnxscript packages) ----------------------------------------------------------
@@ -621,8 +652,9 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
                 opset: int | None = None) -> Path:
     """Write an ONNX scoring model (input ``images`` (N, C, 32, 32), output ``scores`` (N,), dynamic N).
 
-    Needs the optional ``onnx`` and ``onnxscript`` packages (raises ``RuntimeError`` naming them if
-    absent); run the file with e.g. ``onnxruntime``. Returns the path written.
+    Needs the optional ``onnx`` and ``onnxscript`` packages (raises :class:`gankd.MissingDependencyError`, an
+    ``ImportError`` and ``RuntimeError``, naming them if absent);
+    run the file with e.g. ``onnxruntime``. Returns the path written.
 
     By default the graph is the generator's own layers (standard Conv / ConvTranspose / BatchNorm
     ops): ONNX runtimes fold batch norm and choose their own kernels, and the rewrites of
@@ -633,14 +665,17 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
     """
     ok, why = onnx_available()
     if not ok:
-        raise RuntimeError(why)
+        from gankd import MissingDependencyError
+
+        raise MissingDependencyError(why)
     generator = _as_generator(gan_or_generator)
     _check_channels(generator, in_channels)
     generator = copy.deepcopy(generator).cpu()
     # ONNX has no memory layouts: the (N, C, H, W) graph, without layout permutes
     module = GanomalyScorer(generator, False, phase_tail=False).eval() if optimize else _EagerScorer(generator)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file: give a file path such as model.onnx", str(path))
     example = _example_input(in_channels)
     kwargs: dict[str, Any] = {"input_names": ["images"], "output_names": ["scores"],
                               "dynamic_shapes": {"images": {0: torch.export.Dim("batch", min=1)}},
@@ -650,9 +685,7 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
     with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the exporter's progress lines and deprecation notes
         program = torch.onnx.export(module, (example,), None, **kwargs)
-    tmp = path.with_name(path.name + ".tmp")
-    program.save(str(tmp))
-    tmp.replace(path)
+    _save_atomically(path, program.save)
     return path
 
 
@@ -679,7 +712,16 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
     if layout is not None and not (fmt == "torchscript" and optimize):
         raise ValueError("layout applies to the rewritten TorchScript graph only "
                          f"(here: format {fmt!r}, optimize={optimize})")
-    gan, header = load_model(model_path)
+    if out_path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"is a folder, not a file: give a file path such as "
+                                f"{out_path / 'model.ts'}", str(out_path))
+    if fmt == "onnx":
+        ok, why = onnx_available()
+        if not ok:  # before loading anything
+            from gankd import MissingDependencyError
+
+            raise MissingDependencyError(why)
+    gan, header = load_model(model_path)  # refuses NaN/Inf weights: their scores would all be NaN
     in_channels = int(gan.generator.in_channels)
     if fmt == "onnx":
         export_onnx(gan, in_channels, out_path, optimize=optimize)

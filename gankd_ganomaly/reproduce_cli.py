@@ -14,6 +14,12 @@ from typing import Sequence
 DEFAULT_METHODS = "teacher,student-alone,P-KDGAN-II-23,ocsvm,kde"
 
 
+def _usage_error(message: str) -> Exception:
+    from .cli import CLIError
+
+    return CLIError(message)
+
+
 def _command_line() -> str:
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "gankd-ganomaly"
     if prog == "reproduce_cli.py":
@@ -35,7 +41,7 @@ def _methods(text: str) -> list[str]:
         names = groups.get(item, [item])
         for name in names:
             if name not in SWEEP_METHODS:
-                raise SystemExit(f"unknown method {name!r}; choose from {', '.join(SWEEP_METHODS)} or the groups "
+                raise _usage_error(f"unknown method {name!r}; choose from {', '.join(SWEEP_METHODS)} or the groups "
                                  f"{', '.join(groups)}")
             if name not in out:
                 out.append(name)
@@ -50,7 +56,7 @@ def _classes(text: str):
     try:
         return parse_list(text, int, range(10))
     except ValueError:
-        raise SystemExit(f"--classes takes 'all', 'figure2', a list like 0,3,5 or a range like 0-9; got {text!r}")
+        raise _usage_error(f"--classes takes 'all', 'figure2', a list like 0,3,5 or a range like 0-9; got {text!r}")
 
 
 def required_grid() -> list[dict]:
@@ -69,8 +75,10 @@ def required_grid() -> list[dict]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .experiment import check_device
     from .sweep import parse_list, run_sweep
 
+    check_device(args.device)  # before any run starts
     if args.threads:
         import torch
 
@@ -110,12 +118,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_prepare_cifar10(args: argparse.Namespace) -> int:
     from .sweep import prepare_cifar10_from_jpeg, prepare_cifar10_subset
 
+    import zipfile
+
+    if args.from_jpeg and (args.subset or args.subset_from_jpeg):
+        raise _usage_error("give --from-jpeg DIR or --subset NPZ [--subset-from-jpeg NPZ], not both")
+    if args.subset_from_jpeg and not args.subset:
+        raise _usage_error("--subset-from-jpeg NPZ only applies with --subset NPZ")
     if args.from_jpeg:
         dest = prepare_cifar10_from_jpeg(args.out, args.from_jpeg)
     elif args.subset:
-        dest = prepare_cifar10_subset(args.out, args.subset, jpeg_npz=args.subset_from_jpeg)
+        inputs = " and ".join(str(f) for f in (args.subset, args.subset_from_jpeg) if f)
+        try:
+            dest = prepare_cifar10_subset(args.out, args.subset, jpeg_npz=args.subset_from_jpeg)
+        except (ValueError, EOFError, zipfile.BadZipFile) as err:  # np.load of a file that is no .npz
+            raise ValueError(f"cannot read {inputs} as the CIFAR-10 subset .npz ({err})") from None
     else:
-        raise SystemExit("give --from-jpeg DIR (full copy, lossy) or --subset NPZ [--subset-from-jpeg NPZ]")
+        raise _usage_error("give --from-jpeg DIR (full copy, lossy) or --subset NPZ [--subset-from-jpeg NPZ]")
     print(f"wrote {dest}; use --cifar-root {shlex.quote(args.out)}")
     return 0
 
@@ -147,7 +165,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cifar-jpeg", action="store_true",
                    help="mark CIFAR-10 records lossy even if the root has no LOSSY_JPEG_COPY marker")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared machine)")
+    from .cli import _positive_int
+
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (1 on a shared machine)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--epoch-log", action="store_true", help="also print one line per epoch")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do, with a rough ETA, and exit")
@@ -180,15 +200,26 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare_cifar10)
 
 
+PROG = "python -m gankd_ganomaly.reproduce_cli"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gankd_ganomaly.reproduce_cli", description=__doc__)
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    from .cli import ArgumentParser, add_debug_option
+
+    parser = ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
+                        help="show the full Python traceback on errors (also GANKD_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_subcommands(sub)
+    add_debug_option(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Entry point, inside the same error boundary as ``gankd-ganomaly`` (:func:`gankd_ganomaly.cli.run_command`)."""
+    from .cli import run_command
+
+    return run_command(build_parser().parse_args(argv), prog=PROG)
 
 
 if __name__ == "__main__":  # pragma: no cover

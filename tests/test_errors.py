@@ -124,11 +124,11 @@ def test_unknown_structure_loss_and_schedule_names_list_the_valid_ones(capsys):
     with pytest.raises(KeyError, match=r"unknown structure 'KDGAN-9'; registered: KDGAN-1, KDGAN-2, KDGAN-3, KDGAN-4, "
                                        r"student-alone, teacher"):
         get_structure("KDGAN-9")
-    with pytest.raises(KeyError, match=r"unknown distillation loss 'l3'; registered: l1, l2, mse, smooth_l1"):
+    with pytest.raises(KeyError, match=r"unknown distillation loss 'l3'; registered: .*l1, l2, .*mse, .*smooth_l1"):
         DistillTerm("z1", "l3")
     with pytest.raises(KeyError, match=r"unknown schedule 'P-KDGAN-III'; registered: .*P-KDGAN-II-23, P-KDGAN-II-24"):
         get_schedule("P-KDGAN-III", 1)
-    with pytest.raises(ConfigError, match=r"method must be one of teacher, student-alone, .*P-KDGAN-II-24; "
+    with pytest.raises(ConfigError, match=r"method must be one of teacher, student-alone, .*P-KDGAN-II-24.*; "
                                           r"got 'KDGAN-7'"):
         RunConfig(method="KDGAN-7")
     err = cli_error(capsys, "distill", "--set", "method=KDGAN-7", "--out", "unused")
@@ -154,7 +154,7 @@ def test_zero_or_negative_epochs(epochs, capsys):
 def test_negative_weights(capsys):
     with pytest.raises(ValueError, match=r"Structure 'custom': alpha must be a finite number >= 0, got -1"):
         Structure(alpha=-1, beta=1)
-    with pytest.raises(ValueError, match=r"DistillTerm weight for 'z1' must be >= 0, got -0.5"):
+    with pytest.raises(ValueError, match=r"DistillTerm weight for 'z1' must be (a finite number )?>= 0, got -0.5"):
         DistillTerm("z1", "l2", -0.5)
     with pytest.raises(ValueError, match=r"GanomalyLossWeights.w_con must be >= 0, got -10"):
         GanomalyLossWeights(w_con=-10)

@@ -176,7 +176,7 @@ def test_report_tables_hold_the_records_numbers(sweep, tmp_path):
     assert f"](figures/fig2_digits_c{CLASS}_smoke.png)" in md
 
 
-def test_report_renders_controlled_runs_against_their_base(tmp_path):
+def test_report_renders_controlled_runs_against_their_base(tmp_path, capsys):
     study = {"format": "gankd-controlled-runs", "dataset": "mnist", "normal_class": 8, "seed": 0,
              "baseline": "cpu budget", "command": "python results/gap_study.py", "test_images": 10000,
              "protocol": "one factor changed at a time",
@@ -200,9 +200,15 @@ def test_report_renders_controlled_runs_against_their_base(tmp_path):
     assert "| P-KDGAN-II-23/base | baseline | 0.6550 | — | 0.3000 | 130 |" in md  # spread of the last 5 epochs
     assert "| P-KDGAN-II-24 | method | 0.7000 | +4.50 |" in md  # against the base it names
     path.write_text(json.dumps({**study, "format": "something else"}))
+    capsys.readouterr()
+    # the CLI's error boundary: one line naming the problem, exit status 1 (the ValueError itself with --debug)
+    assert reproduce_cli.main(["report", "--records", str(tmp_path / "none"), "--out", str(md_path), "--no-plots",
+                               "--controlled", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: ValueError:" in err and "not a controlled-runs file" in err
     with pytest.raises(ValueError, match="not a controlled-runs file"):
-        reproduce_cli.main(["report", "--records", str(tmp_path / "none"), "--out", str(md_path), "--no-plots",
-                            "--controlled", str(path)])
+        reproduce_cli.main(["--debug", "report", "--records", str(tmp_path / "none"), "--out", str(md_path),
+                            "--no-plots", "--controlled", str(path)])
 
 
 def test_records_of_another_budget_are_not_mixed(sweep):
