@@ -20,7 +20,7 @@ from .utils import atomic_write_text
 @dataclass(frozen=True)
 class OptimizerConfig:
     """Adam by default, at the common GAN settings of DCGAN (lr 2e-4, beta1 0.5); families and
-    recipes pass their own (the GANomaly adapter's paper presets use the paper's lr)."""
+    recipes pass their own."""
 
     name: str = "adam"
     lr: float = 0.0002
