@@ -30,10 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gankd  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from gankd_ganomaly.data import load_one_class  # noqa: E402
+from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
 from gankd_ganomaly.evaluation import auroc, scoring_mode  # noqa: E402
-from gankd_ganomaly.experiment import RunConfig, run  # noqa: E402
-from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_path  # noqa: E402
+from gankd_ganomaly.experiment import run  # noqa: E402
 
 STUDENTS = {
     "student-alone": ("student-alone", None),
@@ -68,21 +67,13 @@ def main() -> None:
     p.add_argument("--cifar-root", default="data/cifar10-jpeg")
     args = p.parse_args()
     torch.set_num_threads(1)
-    budget = BUDGETS["cpu"]
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["dataset"], r["normal_class"], r["seed"]) for r in rows}
-    for case in args.cases.split(","):
-        dataset, c, seed = case.split(":")
-        c, seed = int(c), int(seed)
+    for dataset, c, seed in parse_cases(args.cases):
         if (dataset, c, seed) in done:
             continue
-        root = args.cifar_root if dataset == "cifar10" else args.data_root
-        data, _ = prepare_data(load_one_class(dataset, c, root=root), budget)
-        cfg = RunConfig(dataset=dataset, normal_class=c, method="KDGAN-2", epochs=budget.student_epochs,
-                        batch_size=budget.batch_size, lr=budget.lr, seed=seed, eval_every=1000)
-        tcfg = cfg.replace(method="teacher", epochs=budget.teacher_epochs, eval_every=budget.teacher_eval_every)
-        teacher, _ = _load_teacher(teacher_path(args.sweep_out, dataset, c, seed, "cpu"), tcfg, budget)
+        data, cfg, teacher, _ = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
         novel = data.test_labels.bool()
         t_z1, t_z2 = latents(teacher, data.test)
         t_score = (t_z1 - t_z2).pow(2).mean(1)

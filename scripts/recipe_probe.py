@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gankd  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from gankd_ganomaly.data import load_one_class  # noqa: E402
-from gankd_ganomaly.experiment import RunConfig, run  # noqa: E402
-from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_path  # noqa: E402
+from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
+from gankd_ganomaly.experiment import run  # noqa: E402
 
 XHAT = {"output": "x_hat", "loss": "l1"}
 
@@ -98,21 +97,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    budget = BUDGETS["cpu"]
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
-    cases = [(d, int(c), int(s)) for d, c, s in (x.split(":") for x in args.cases.split(","))]
+    cases = parse_cases(args.cases)
     names = args.candidates.split(",")
     for name in names:
         CANDIDATES[name]  # unknown names fail before any run
     for dataset, c, seed in cases:
-        root = args.cifar_root if dataset == "cifar10" else args.data_root
-        data, _ = prepare_data(load_one_class(dataset, c, root=root), budget)
-        cfg = RunConfig(dataset=dataset, normal_class=c, method="KDGAN-2", epochs=budget.student_epochs,
-                        batch_size=budget.batch_size, lr=budget.lr, seed=seed, eval_every=1000)
-        tcfg = cfg.replace(method="teacher", epochs=budget.teacher_epochs, eval_every=budget.teacher_eval_every)
-        teacher, trecord = _load_teacher(teacher_path(args.sweep_out, dataset, c, seed, "cpu"), tcfg, budget)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
         for name in names:
             if (name, dataset, c, seed) in done:
                 continue

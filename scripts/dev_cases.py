@@ -1,0 +1,34 @@
+"""What the development studies share: one (dataset, class, seed) case of a sweep folder, at the cpu budget.
+
+Used by ``recipe_probe.py`` and ``latent_mechanism.py``: the case's data (with the budget's subsample), a
+student run config (KDGAN-2, evaluated only at stage ends) and the teacher the sweep trained for it.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gankd_ganomaly.data import OneClassData, load_one_class  # noqa: E402
+from gankd_ganomaly.experiment import RunConfig  # noqa: E402
+from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_path  # noqa: E402
+
+BUDGET = BUDGETS["cpu"]
+
+
+def parse_cases(text: str) -> list[tuple[str, int, int]]:
+    """``"mnist:5:100,fmnist:8:100"`` -> ``[("mnist", 5, 100), ("fmnist", 8, 100)]``."""
+    return [(d, int(c), int(s)) for d, c, s in (item.split(":") for item in text.split(","))]
+
+
+def load_case(sweep_out: str, dataset: str, normal_class: int, seed: int, data_root: str,
+              cifar_root: str) -> tuple[OneClassData, RunConfig, object, dict]:
+    """``(data, student config, teacher GAN, teacher record)`` of one case."""
+    root = cifar_root if dataset == "cifar10" else data_root
+    data, _ = prepare_data(load_one_class(dataset, normal_class, root=root), BUDGET)
+    cfg = RunConfig(dataset=dataset, normal_class=normal_class, method="KDGAN-2", epochs=BUDGET.student_epochs,
+                    batch_size=BUDGET.batch_size, lr=BUDGET.lr, seed=seed, eval_every=1000)
+    tcfg = cfg.replace(method="teacher", epochs=BUDGET.teacher_epochs, eval_every=BUDGET.teacher_eval_every)
+    teacher, record = _load_teacher(teacher_path(sweep_out, dataset, normal_class, seed, "cpu"), tcfg, BUDGET)
+    return data, cfg, teacher, record
