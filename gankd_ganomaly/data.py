@@ -39,8 +39,14 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
     "fmnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    FOLDER: ("good",),  # one normal class; every other test folder is novel
 }
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a dataset: :data:`CLASS_NAMES`, and ``("good",)`` for a folder dataset (one normal
+    class; every other test folder is novel)."""
+    return ("good",) if dataset == FOLDER else CLASS_NAMES[dataset]
+
 
 CHANNELS: dict[str, int] = {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
 
@@ -85,7 +91,7 @@ class OneClassData:
     @property
     def class_name(self) -> str:
         """Human-readable name of the normal class, e.g. ``"bag"`` or ``"3"``."""
-        return CLASS_NAMES[self.dataset][self.normal_class]
+        return class_names(self.dataset)[self.normal_class]
 
 
 class DatasetNotFoundError(FileNotFoundError):
