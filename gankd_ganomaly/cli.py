@@ -197,7 +197,8 @@ def _on_off_auto(value: str) -> bool | str:
 def _add_data_options(g: argparse._ArgumentGroup) -> None:
     S = argparse.SUPPRESS
     g.add_argument("--data-root", dest="data_root", metavar="DIR", default=S,
-                   help="dataset root (default: $GANKD_DATA_ROOT, else ~/.cache/gankd/data)")
+                   help="dataset root (default: $GANKD_DATA_ROOT, else ~/.cache/gankd/data); for --dataset "
+                        "folder, the folder holding train/good (and test/...)")
     g.add_argument("--download", action="store_const", const=True, default=S,
                    help="download the dataset with torchvision if its files are missing")
     g.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (default: cpu)")
