@@ -72,7 +72,8 @@ def _widths_arg(text: str) -> list[int]:
 # flag dest -> RunConfig field; flags default to SUPPRESS so only the ones given override the config.
 CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr", "beta1", "seed", "bn_mode",
                 "eval_every", "eval_batch_size", "teacher_widths", "student_widths", "data_root", "download",
-                "device", "teacher_checkpoint", "channels_last", "compile")
+                "device", "teacher_checkpoint", "channels_last", "compile", "channels", "calibration_share",
+                "target_fpr")
 
 
 def recipe_method(recipe: str) -> str:
@@ -110,7 +111,7 @@ def resolve_config(args: argparse.Namespace, base: dict | None = None, forced: d
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
-    from .data import DATASETS
+    from .data import ALL_DATASETS as DATASETS
     from .evaluation import BN_MODES
     from .experiment import METHODS, RunConfig
 
@@ -119,9 +120,12 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     g = p.add_argument_group("run config (each flag overrides the same field of --config)")
     g.add_argument("--config", metavar="FILE", help="a RunConfig as YAML (.yaml/.yml) or JSON (.json); "
                    "fields it omits keep their defaults")
-    g.add_argument("--dataset", choices=DATASETS, default=S, help=f"dataset (default: {d.dataset})")
+    g.add_argument("--dataset", choices=DATASETS, default=S,
+                   help=f"dataset (default: {d.dataset}); 'folder': your own images under --data-root ROOT "
+                        "(ROOT/train/good, ROOT/test/good, ROOT/test/<defect>; see docs/own_images.md)")
     g.add_argument("--normal-class", dest="normal_class", type=int, metavar="K", default=S,
-                   help=f"class used as normal; every other class is a novelty (default: {d.normal_class})")
+                   help=f"class used as normal; every other class is a novelty (default: {d.normal_class}; a "
+                        "folder dataset has one, 0)")
     if distill:
         g.add_argument("--method", choices=[m for m in METHODS if m != "teacher"], default=S,
                        help=f"structure or schedule that trains the student: student-alone (no teacher), KDGAN-1..4, "
@@ -154,6 +158,15 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     g.add_argument("--student-widths", dest="student_widths", type=_widths_arg, metavar="C1,C2,C3", default=S,
                    help="student channel widths (default: the dataset's preset, 2,4,8 for digits/MNIST)")
     _add_data_options(g)
+    g.add_argument("--channels", type=int, choices=(1, 3), default=S,
+                   help="folder datasets: convert every image to 1 (gray) or 3 (colour) channels (default: read "
+                        "from the images; a folder mixing gray and colour images needs it)")
+    g.add_argument("--calibration-share", dest="calibration_share", type=float, metavar="F", default=S,
+                   help="share of the normal train images held out (not trained on) to calibrate the decision "
+                        "threshold (default: 0.1 for folder datasets; 0 for the built-in ones, whose threshold is "
+                        "then calibrated on the training images)")
+    g.add_argument("--target-fpr", dest="target_fpr", type=float, metavar="F", default=S,
+                   help=f"false-positive rate the threshold aims at on normal images (default: {d.target_fpr})")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any config field, value as YAML; repeatable, applied last "
                         "(e.g. --set teacher_widths=[4,8,16] --set loss_weights.w_con=5)")
@@ -184,7 +197,8 @@ def _on_off_auto(value: str) -> bool | str:
 def _add_data_options(g: argparse._ArgumentGroup) -> None:
     S = argparse.SUPPRESS
     g.add_argument("--data-root", dest="data_root", metavar="DIR", default=S,
-                   help="dataset root (default: $GANKD_DATA_ROOT, else ~/.cache/gankd/data)")
+                   help="dataset root (default: $GANKD_DATA_ROOT, else ~/.cache/gankd/data); for --dataset "
+                        "folder, the folder holding train/good (and test/...)")
     g.add_argument("--download", action="store_const", const=True, default=S,
                    help="download the dataset with torchvision if its files are missing")
     g.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (default: cpu)")
@@ -312,11 +326,15 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     folder is locked; only then does --overwrite delete the previous run's files."""
     from gankd import FolderLock
 
-    from .data import load_one_class, validate_images
-    from .experiment import RUN_FILES, build_gan, load_model, make_hooks, run
+    from .data import validate_images
+    from .experiment import RUN_FILES, build_gan, load_model, load_run_data, make_hooks, run
 
     _set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
+    cfg, data = load_run_data(cfg)  # a folder's channel count comes from its images
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    if len(data.test):
+        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
     teacher = None
     if cfg.method != "teacher" and cfg.schedule().needs_teacher:
         if not cfg.teacher_checkpoint:
@@ -328,9 +346,6 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
             teacher, header = load_model(cfg.teacher_checkpoint, widths=cfg.teacher_widths,
                                          in_channels=cfg.in_channels, what="teacher", role="teacher")
             _check_teacher(cfg, header, out)
-    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
-    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
-    validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
     with FolderLock(out):  # from here on a second run on this folder is refused, naming this one
         _check_run_folder(args, out)  # again: another run may have finished here while this one loaded its data
         if args.overwrite:
@@ -342,8 +357,12 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
                   f"output: {out}", file=sys.stderr)
         record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
                         tensorboard=args.tensorboard)
-    print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): "
-          f"AUROC (last epoch) {record['auroc_last']:.4f}, {record['wall_s']:.1f}s; wrote {out}/")
+    measured = (f"AUROC (last epoch) {record['auroc_last']:.4f}" if record["auroc_last"] is not None
+                else f"AUROC not measured ({record['auroc_skipped']})")
+    thr = record["threshold"]
+    print(f"{cfg.method} on {cfg.dataset} class {cfg.normal_class} ({data.class_name}): {measured}; threshold "
+          f"{thr['value']:.6g} (target FPR {thr['target_fpr']:g}, {thr['calibration_images']} {thr['calibrated_on']}),"
+          f" {record['wall_s']:.1f}s; wrote {out}/")
     return 0
 
 
@@ -423,25 +442,58 @@ def _check_channels(cfg, in_channels: int, checkpoint: str) -> None:
                                  f"{cfg.dataset!r} has {cfg.in_channels}-channel images")
 
 
+def _threshold(args: argparse.Namespace, header: dict) -> tuple[float | None, str]:
+    """The decision threshold (``--threshold``, else the model file's calibrated one) and where it comes from."""
+    if getattr(args, "threshold", None) is not None:
+        return float(args.threshold), "--threshold"
+    calibrated = header.get("threshold") or {}
+    if "value" in calibrated:
+        return float(calibrated["value"]), (f"calibrated on {calibrated.get('calibration_images')} "
+                                            f"{calibrated.get('calibrated_on')}, target FPR "
+                                            f"{calibrated.get('target_fpr')}")
+    return None, "none: the model file has no calibrated threshold (trained before thresholds); give --threshold"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_one_class, validate_images
-    from .evaluation import evaluate_auroc
-    from .experiment import save_json
+    from .data import validate_images
+    from .evaluation import anomaly_scores, auroc, rates_at_threshold
+    from .experiment import auroc_skip_reason, load_run_data, save_json
 
     _set_threads(args.threads)
     _check_output_file(args.json, "--json", "eval.json")
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise CLIError(f"--plots {args.plots} is a file: give a folder for the PNG files (created if missing)")
     cfg, gan, hooks, header = _load_for_scoring(args)
     _check_channels(cfg, hooks.in_channels, args.checkpoint)
-    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
+    cfg, data = load_run_data(cfg)
+    skip = auroc_skip_reason(data)
+    if skip:
+        raise CLIError(f"cannot evaluate {args.checkpoint} on {data.source}: {skip}")
     validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images")
-    value = evaluate_auroc(hooks, gan, data.test, data.test_labels, batch_size=cfg.eval_batch_size,
-                           bn_mode=cfg.bn_mode)
-    result = {"auroc": value, "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
+    scores = anomaly_scores(hooks, gan, data.test, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    value = auroc(scores, data.test_labels)
+    threshold, threshold_source = _threshold(args, header)
+    rates = rates_at_threshold(scores, data.test_labels, threshold) if threshold is not None else \
+        {"fpr_at_threshold": None, "tpr_at_threshold": None}
+    result = {"auroc": value, "threshold": threshold, **rates, "threshold_source": threshold_source,
+              "target_fpr": (header.get("threshold") or {}).get("target_fpr"),
+              "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
               "normal_class": cfg.normal_class, "class_name": data.class_name, "bn_mode": cfg.bn_mode,
               "test_images": len(data.test), "novel_images": int(data.test_labels.sum()),
               "method": header.get("method"), "widths": list(gan.generator.widths)}
     print(f"AUROC {value:.4f}: {args.checkpoint} on {cfg.dataset} test split, normal class {cfg.normal_class} "
           f"({data.class_name}), {len(data.test)} images, bn_mode {cfg.bn_mode}")
+    if threshold is not None:
+        print(f"at threshold {threshold:.6g} ({threshold_source}): false-positive rate "
+              f"{rates['fpr_at_threshold']:.4f}, true-positive rate {rates['tpr_at_threshold']:.4f}")
+    else:
+        print(f"threshold: {threshold_source}")
+    if args.plots:
+        from .plots import write_evaluation_plots
+
+        result["plots"] = write_evaluation_plots(args.plots, hooks, gan, data.test, data.test_labels, scores,
+                                                 threshold, bn_mode=cfg.bn_mode, auroc=value)
+        print(f"wrote {', '.join(result['plots'])}", file=sys.stderr)
     if args.json:
         save_json(args.json, result)
         print(f"wrote {args.json}", file=sys.stderr)
@@ -449,9 +501,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .data import load_one_class, validate_images
+    from .data import validate_images
     from .evaluation import anomaly_scores
-    from .experiment import load_image_folder
+    from .experiment import load_image_folder, load_run_data
 
     _set_threads(args.threads)
     _check_output_file(args.output, "--output", "scores.csv")
@@ -464,20 +516,26 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise CLIError(f"{', '.join(given)} {'does' if one else 'do'} not apply with --images, which scores the "
                            f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset "
                            "split")
-    cfg, gan, hooks, _ = _load_for_scoring(args)
+    cfg, gan, hooks, header = _load_for_scoring(args)
+    threshold, threshold_source = _threshold(args, header)
     if args.images:
-        images, names = load_image_folder(args.images, hooks.in_channels)
-        rows = [{"file": n} for n in names]
+        images, paths = load_image_folder(args.images, hooks.in_channels)
+        rows = [{"path": p} for p in paths]
         what = f"images of {args.images}"
     else:
         _check_channels(cfg, hooks.in_channels, args.checkpoint)
-        data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download)
-        if (args.split or "test") == "test":
-            images, labels = data.test, data.test_labels.tolist()
+        cfg, data = load_run_data(cfg)
+        split = args.split or "test"
+        if split == "test":
+            images, labels, files = data.test, data.test_labels.tolist(), data.test_files
         else:
-            images, labels = data.train, [0] * len(data.train)
-        rows = [{"index": i, "label": lab} for i, lab in enumerate(labels)]
-        what = f"{cfg.dataset} {args.split or 'test'} images"
+            images, labels, files = data.train, [0] * len(data.train), data.train_files
+        if len(images) == 0:
+            raise CLIError(f"the {split} split of {data.source} has no images to score")
+        rows = [{"path": f} for f in files] if files else [{"index": i} for i in range(len(images))]
+        for row, lab in zip(rows, labels):
+            row["label"] = lab
+        what = f"{cfg.dataset} {split} images"
     validate_images(images, hooks.in_channels, what=what)
     scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
     bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
@@ -485,22 +543,28 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise FloatingPointError(f"{len(bad)} of {len(scores)} scores of {args.checkpoint} are NaN/Inf (the first: "
                                  f"{rows[bad[0]]}): the model's outputs overflow; nothing was written")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*rows[0], "score"], lineterminator="\n")
+    fieldnames = [*rows[0], "score"] + (["is_novel"] if threshold is not None else [])
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
     writer.writeheader()
     for row, score in zip(rows, scores.tolist()):
-        writer.writerow({**row, "score": repr(score)})
+        decision = {"is_novel": int(score > threshold)} if threshold is not None else {}
+        writer.writerow({**row, "score": repr(score), **decision})
+    if threshold is None:
+        print(f"note: no is_novel column: threshold {threshold_source}", file=sys.stderr)
     if args.output in (None, "-"):
         sys.stdout.write(buffer.getvalue())
     else:
         from gankd import atomic_write_text
 
         atomic_write_text(args.output, buffer.getvalue())
-        print(f"wrote {len(rows)} scores to {args.output}", file=sys.stderr)
+        novel = f", {sum(int(s > threshold) for s in scores.tolist())} novel at threshold {threshold:.6g}" \
+            if threshold is not None else ""
+        print(f"wrote {len(rows)} scores to {args.output}{novel}", file=sys.stderr)
     return 0
 
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    from .data import DATASETS
+    from .data import ALL_DATASETS as DATASETS
     from .evaluation import BN_MODES
 
     S = argparse.SUPPRESS
@@ -520,6 +584,9 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     _add_data_options(g)
     g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any config field, value as YAML; repeatable, applied last")
+    p.add_argument("--threshold", type=float, metavar="T", default=None,
+                   help="decision threshold: novel if score > T (default: the one calibrated at training, stored "
+                        "in the model file)")
 
 
 # --- flops / demo -------------------------------------------------------------------------------------------------
@@ -601,17 +668,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="AUROC of a checkpoint on a dataset's test split",
                        description="AUROC of a trained model on the test split (label 1 = not the normal class).")
     _add_scoring_options(p)
-    p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
+    p.add_argument("--json", metavar="PATH", help="also write the result as JSON (auroc, threshold, "
+                   "fpr_at_threshold, tpr_at_threshold, ...)")
+    p.add_argument("--plots", metavar="DIR", default=None,
+                   help="write roc.png, histogram.png (normal vs novel scores, threshold line) and most_novel.png "
+                        "(the most novel test images above their reconstructions) into DIR (needs matplotlib)")
     _add_exec_options(p, quiet=False)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="per-image anomaly scores (CSV) for a folder of images or a dataset split",
-                       description="Anomaly score per image (higher = more novel) as CSV: file,score for a folder "
-                                   "of PNG/JPEG images (converted to the model's channels, resized to 32x32 "
-                                   "bilinear, scaled to [-1, 1]); index,label,score for a dataset split.")
+                       description="Anomaly score and decision per image (higher = more novel) as CSV: "
+                                   "path,score,is_novel for a folder of PNG/JPEG/BMP/TIFF images (converted to the "
+                                   "model's channels, resized to 32x32 bilinear, scaled to [-1, 1]); "
+                                   "index,label,score,is_novel for a built-in dataset split, path,label,score,"
+                                   "is_novel for a folder dataset's. is_novel = score > threshold (the model's "
+                                   "calibrated threshold, or --threshold).")
     _add_scoring_options(p)
     src = p.add_argument_group("what to score (default: the dataset's test split)")
-    src.add_argument("--images", metavar="DIR", help="a folder of .png/.jpg/.jpeg images")
+    src.add_argument("--images", metavar="DIR", help="a folder of .png/.jpg/.jpeg/.bmp/.tif images")
     src.add_argument("--split", choices=("test", "train"), default=None,
                      help="dataset split to score when --images is not given (default: test)")
     p.add_argument("--output", metavar="CSV", default=None, help="write the CSV here (default: standard output)")

@@ -29,6 +29,10 @@ import torch.nn.functional as F
 from gankd.batches import ShuffledBatches, iterate_batches  # noqa: F401 (re-exported: the adapter's old home)
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fmnist", "cifar10")
+# your own images (ROOT/train/good, ROOT/test/good, ROOT/test/<defect>; see gankd_ganomaly.folder): not one of
+# the built-in 10-class datasets, so not in DATASETS (which sweeps and reports iterate)
+FOLDER = "folder"
+ALL_DATASETS: tuple[str, ...] = (*DATASETS, FOLDER)
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "digits": tuple(str(d) for d in range(10)),
@@ -36,6 +40,13 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "fmnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of a dataset: :data:`CLASS_NAMES`, and ``("good",)`` for a folder dataset (one normal
+    class; every other test folder is novel)."""
+    return ("good",) if dataset == FOLDER else CLASS_NAMES[dataset]
+
 
 CHANNELS: dict[str, int] = {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
 
@@ -67,16 +78,20 @@ class OneClassData:
     test: torch.Tensor
     test_labels: torch.Tensor
     source: str
+    # folder datasets only: each image's file, and each test image's folder name ("good" or the defect's)
+    train_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
+    test_kinds: tuple[str, ...] = ()
 
     @property
     def channels(self) -> int:
-        """Number of image channels (1 for the grey-scale datasets, 3 for CIFAR-10)."""
-        return CHANNELS[self.dataset]
+        """Number of image channels (1 for the grey-scale datasets, 3 for CIFAR-10; a folder's from its images)."""
+        return CHANNELS[self.dataset] if self.dataset in CHANNELS else int(self.train.shape[1])
 
     @property
     def class_name(self) -> str:
         """Human-readable name of the normal class, e.g. ``"bag"`` or ``"3"``."""
-        return CLASS_NAMES[self.dataset][self.normal_class]
+        return class_names(self.dataset)[self.normal_class]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -124,17 +139,35 @@ def validate_images(images: torch.Tensor, channels: int, what: str = "images") -
 
 def load_one_class(
     dataset: str,
-    normal_class: int,
+    normal_class: int = 0,
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
+    channels: int | None = None,
 ) -> OneClassData:
     """Load ``dataset`` with ``normal_class`` as the normal class (see :class:`OneClassData` for shapes).
 
     ``root`` defaults to ``$GANKD_DATA_ROOT``, else ``~/.cache/gankd/data``; ``digits`` needs no files.
     With ``download=True``, files that are not found are downloaded into ``root`` with torchvision first.
+    ``dataset="folder"``: your own images under ``root`` (required), normal class 0 ("good"), ``channels``
+    1, 3 or None (read from the images); see :func:`gankd_ganomaly.folder.load_folder`.
     """
+    if dataset == FOLDER:
+        if isinstance(normal_class, bool) or normal_class != 0:
+            raise ValueError(f"a folder dataset has one normal class, 0 (its train/good images); got "
+                             f"normal_class={normal_class!r}: leave it out")
+        if root is None:
+            raise ValueError("dataset 'folder' needs its root folder (--data-root ROOT, data_root in a config): "
+                             "ROOT/train/good/* normal images, ROOT/test/good/* and ROOT/test/<defect>/* test images")
+        if download:
+            raise ValueError("download does not apply to a folder dataset: its images are yours")
+        from .folder import load_folder
+
+        return load_folder(root, channels)
     if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}; got {dataset!r}")
+        raise ValueError(f"dataset must be one of {', '.join(map(repr, ALL_DATASETS))}; got {dataset!r}")
+    if channels is not None and channels != CHANNELS.get(dataset):
+        raise ValueError(f"dataset {dataset!r} has {CHANNELS.get(dataset)}-channel images; channels={channels!r} "
+                         "applies to folder datasets only")
     num_classes = len(CLASS_NAMES[dataset])
     if isinstance(normal_class, bool) or not isinstance(normal_class, (int, np.integer)) or not (
         0 <= normal_class < num_classes

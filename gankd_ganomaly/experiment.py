@@ -28,8 +28,9 @@ from gankd import (GAN, CheckpointCallback, CheckpointError, DistillationEngine,
                    OptimizerConfig, get_schedule, load_checkpoint, load_weights, save_checkpoint)
 from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
 
-from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, ShuffledBatches, validate_images
-from .evaluation import BN_MODES, evaluate_auroc
+from .data import (ALL_DATASETS, CHANNELS, FOLDER, class_names, OneClassData, ShuffledBatches, load_one_class,
+                   validate_images)
+from .evaluation import BN_MODES, anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from .flops import count_generator
 from .hooks import RECIPES, GanomalyHooks, GanomalyLossWeights
 from .networks import IMAGE_SIZE, LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS
@@ -43,7 +44,10 @@ RECIPE_METHODS = tuple(name for name in RECIPES if name != "paper")
 METHODS = SCHEDULE_METHODS + RECIPE_METHODS
 MODEL_FORMAT = "gankd-ganomaly-model"
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# share of train images held out to calibrate the threshold when calibration_share is None: folder datasets set
+# 10% aside; built-in datasets none (their runs train on every normal image, as before: sweeps depend on it)
+DEFAULT_CALIBRATION_SHARE = {FOLDER: 0.1}
 
 
 class ConfigError(ValueError):
@@ -84,10 +88,13 @@ class RunConfig:
     channels_last: bool | str = "auto"   # "auto": channels-last for networks whose widths are all >= 8
     compile: bool = False                # torch.compile every network (measured: no gain at 2 threads)
     teacher_checkpoint: str | None = None
+    channels: int | None = None          # folder datasets: 1 or 3 forces it; None: read from the images
+    calibration_share: float | None = None  # train images held out for the threshold; None: 0.1 folder, 0 others
+    target_fpr: float = 0.01             # false-positive rate the threshold aims at on normal images
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        if self.dataset not in ALL_DATASETS:
+            raise ConfigError(f"dataset must be one of {', '.join(ALL_DATASETS)}; got {self.dataset!r}")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.bn_mode not in BN_MODES:
@@ -99,7 +106,7 @@ class RunConfig:
         for name in _POSITIVE_INT_FIELDS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        n_classes = len(CLASS_NAMES[self.dataset])
+        n_classes = len(class_names(self.dataset))
         if not 0 <= self.normal_class < n_classes:
             raise ConfigError(f"normal_class must be in [0, {n_classes - 1}] for dataset {self.dataset!r}; "
                               f"got {self.normal_class!r}")
@@ -122,6 +129,21 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a path or null, got {value!r}")
             if value is not None:
                 setattr(self, name, str(value))
+        if self.channels is not None:
+            if isinstance(self.channels, bool) or self.channels not in (1, 3):
+                raise ConfigError(f"channels must be 1 (gray), 3 (colour) or null (read from a folder's images), "
+                                  f"got {self.channels!r}")
+            if self.dataset in CHANNELS and self.channels != CHANNELS[self.dataset]:
+                raise ConfigError(f"channels={self.channels} does not apply to dataset {self.dataset!r}, whose "
+                                  f"images have {CHANNELS[self.dataset]} channel(s): it is for folder datasets")
+        if self.calibration_share is not None:
+            self.calibration_share = _number("calibration_share", self.calibration_share)
+            if not 0 <= self.calibration_share <= 0.5:
+                raise ConfigError(f"calibration_share must be in [0, 0.5] (or null: 0.1 for folder datasets, 0 "
+                                  f"for the built-in ones), got {self.calibration_share!r}")
+        self.target_fpr = _number("target_fpr", self.target_fpr)
+        if not 0 < self.target_fpr < 0.5:
+            raise ConfigError(f"target_fpr must be in (0, 0.5), e.g. 0.01 for 1%; got {self.target_fpr!r}")
         self.loss_weights = _loss_weights(self.loss_weights)
         self.teacher_widths = _widths("teacher_widths", self.teacher_widths)  # type: ignore[assignment]
         if self.student_widths is None:
@@ -131,8 +153,22 @@ class RunConfig:
     # --- derived ----------------------------------------------------------------------
     @property
     def in_channels(self) -> int:
-        """Channel count of the dataset's images (1 grayscale, 3 RGB)."""
+        """Channel count of the dataset's images (1 grayscale, 3 RGB); a folder's once resolved
+        (:func:`load_run_data` sets ``channels`` from its images)."""
+        if self.channels is not None:
+            return self.channels
+        if self.dataset not in CHANNELS:
+            raise ConfigError(f"the channel count of a {self.dataset!r} dataset is read from its images: load it "
+                              "with load_run_data(cfg) first, or set channels (1 or 3)")
         return CHANNELS[self.dataset]
+
+    @property
+    def resolved_calibration_share(self) -> float:
+        """The share of train images held out to calibrate the threshold (``calibration_share``, else the
+        dataset's default: 0.1 for folder datasets, 0 for built-in ones)."""
+        if self.calibration_share is not None:
+            return self.calibration_share
+        return DEFAULT_CALIBRATION_SHARE.get(self.dataset, 0.0)
 
     @property
     def trained_widths(self) -> tuple[int, int, int]:
@@ -313,6 +349,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     """``["epochs: 2 -> 3", ...]`` for every key whose value differs between two config dicts
     (:data:`EXECUTION_FIELDS` aside)."""
     keys = [k for k in dict.fromkeys([*saved, *current]) if k not in EXECUTION_FIELDS]
+    # a field added after a config was saved has its default there (configs written before it existed)
+    defaults = {f.name: f.default for f in fields(RunConfig) if isinstance(f.default, (int, float, str, type(None)))}
+    saved = {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
     return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
@@ -366,7 +405,29 @@ def check_device(device: str | torch.device) -> torch.device:
 
 def make_hooks(cfg: RunConfig) -> GanomalyHooks:
     """The GANomaly hooks for the config's dataset (channel count) and loss weights."""
-    return GanomalyHooks(in_channels=CHANNELS[cfg.dataset], weights=cfg.loss_weights)
+    return GanomalyHooks(in_channels=cfg.in_channels, weights=cfg.loss_weights)
+
+
+def load_run_data(cfg: RunConfig) -> tuple[RunConfig, OneClassData]:
+    """``(cfg, data)``: the config's dataset loaded, and the config with a folder's channel count resolved
+    (``channels`` set from the images when it was None)."""
+    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download,
+                          channels=cfg.channels if cfg.dataset == FOLDER else None)
+    if cfg.dataset == FOLDER and cfg.channels is None:
+        cfg = cfg.replace(channels=data.channels)
+    return cfg, data
+
+
+def auroc_skip_reason(data: OneClassData) -> str | None:
+    """Why AUROC cannot be measured on ``data``'s test split (no test images, or only one label), else None."""
+    if len(data.test) == 0:
+        return "no test images (a folder dataset without ROOT/test/good and ROOT/test/<defect> images)"
+    n_novel = int(data.test_labels.sum())
+    if n_novel == 0:
+        return "the test split has no novel images (add ROOT/test/<defect>/ folders)"
+    if n_novel == len(data.test):
+        return "the test split has no normal images (add ROOT/test/good/)"
+    return None
 
 
 def build_gan(hooks: GanomalyHooks, widths: Sequence[int], seed: int) -> GAN:
@@ -379,12 +440,15 @@ def build_gan(hooks: GanomalyHooks, widths: Sequence[int], seed: int) -> GAN:
 # --- model files ----------------------------------------------------------------------------------------------
 
 
-def save_model(path: str | Path, gan: GAN, cfg: RunConfig) -> None:
-    """Write the trained GAN's state_dict with a header (widths, in_channels, method, config), atomically.
+def save_model(path: str | Path, gan: GAN, cfg: RunConfig, threshold: Mapping[str, Any] | None = None) -> None:
+    """Write the trained GAN's state_dict with a header (widths, in_channels, method, config, and the calibrated
+    decision ``threshold`` record when given), atomically.
 
     Plain tensors and containers only, so :func:`load_model` (``weights_only=True``) reads it.
     """
+    extra = {"threshold": dict(threshold)} if threshold is not None else {}
     save_checkpoint(path, {
+        **extra,
         "format": MODEL_FORMAT, "format_version": 1, "version": gankd.__version__,
         "method": cfg.method, "role": "teacher" if cfg.method == "teacher" else "student",
         "dataset": cfg.dataset, "normal_class": cfg.normal_class, "in_channels": cfg.in_channels,
@@ -479,33 +543,24 @@ def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_chan
 
 
 def load_image_folder(folder: str | Path, channels: int) -> tuple[torch.Tensor, list[str]]:
-    """PNG/JPEG files of ``folder`` (sorted by name) as (N, channels, 32, 32) in [-1, 1], and their names.
+    """PNG/JPEG/BMP/TIFF files of ``folder`` (sorted by name) as (N, channels, 32, 32) in [-1, 1], and their
+    paths (``folder/name``).
 
-    Each image is converted with Pillow to grayscale (``channels=1``) or RGB (3), resized to 32x32
-    (bilinear) and scaled from [0, 255] to [-1, 1], as the training data. A missing folder, a folder
-    without images, or a file Pillow cannot read raises a named error giving the path.
+    Decoded as a folder dataset's images (:func:`gankd_ganomaly.folder.read_images`): 8- or 16-bit values divided
+    by their bit depth's maximum, converted to ``channels`` (1 gray, 3 colour), resized to 32x32 (bilinear), so
+    they match the training data. A missing folder, a folder without images, or a file that cannot be read
+    raises a named error giving the path.
     """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from .folder import list_images, read_images
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files:
         raise ValueError(f"image folder {str(folder)!r} has no {'/'.join(IMAGE_SUFFIXES)} files")
-    mode = {1: "L", 3: "RGB"}[channels]
-    arrays = []
-    for p in files:
-        try:
-            with Image.open(p) as img:
-                img = img.convert(mode).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.float32)
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            raise ValueError(f"cannot read image {str(p)!r}: {err}") from None
-        arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
-    images = torch.from_numpy(np.stack(arrays)).div_(255.0).mul_(2.0).sub_(1.0)
-    return images, [p.name for p in files]
+    images, _ = read_images(files, channels, IMAGE_SIZE)
+    return images, [str(p) for p in files]
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -535,6 +590,8 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     custom structures or distillation losses); the record then names the recipe ``"custom"``.
     """
     check_device(cfg.device)
+    if cfg.dataset == FOLDER and cfg.channels is None:
+        cfg = cfg.replace(channels=data.channels)  # a folder's channel count is its images'
     kwargs = dict(verbose=verbose, log_prefix=log_prefix, callbacks=callbacks, out_dir=out_dir, resume=resume,
                   tensorboard=tensorboard, schedule=schedule)
     if out_dir is None:
@@ -553,7 +610,9 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     schedule = schedule if schedule is not None else cfg.schedule()
     is_teacher_run = cfg.method == "teacher"
     validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
-    validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
+    skip_auroc = auroc_skip_reason(data)
+    if len(data.test):
+        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
     if schedule.needs_teacher and not is_teacher_run and teacher is None:
         raise ValueError(f"method {cfg.method!r} distils from a teacher: pass a trained teacher GAN")
     out = Path(out_dir) if out_dir is not None else None
@@ -569,6 +628,13 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
                               f"({'; '.join(diffs)}). Resume with the saved config ({out / 'config.yaml'}) or "
                               "start the new config in another output folder")
 
+    # the threshold's calibration images: a held-out share of the normal train images (deterministic in the seed),
+    # or, with a share of 0 (the built-in datasets' default), the training images themselves
+    share = cfg.resolved_calibration_share
+    train_idx, calib_idx = calibration_split(len(data.train), share, cfg.seed)
+    train_images = data.train[train_idx] if len(calib_idx) else data.train
+    calib_images = data.train[calib_idx] if len(calib_idx) else data.train
+
     gankd.seed_everything(cfg.seed)
     if is_teacher_run:
         trained = build_gan(hooks, cfg.teacher_widths, cfg.seed)
@@ -582,7 +648,7 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
         return {"auroc": evaluate_auroc(hooks, trained, data.test, data.test_labels,
                                         batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)}
 
-    all_callbacks: list[gankd.Callback] = [EvaluationCallback(metrics, every=cfg.eval_every)]
+    all_callbacks: list[gankd.Callback] = [] if skip_auroc else [EvaluationCallback(metrics, every=cfg.eval_every)]
     if out is not None:
         cfg.save(out / "config.yaml")
         all_callbacks += [JSONHistory(out / "history.json"), CSVLogger(out / "metrics.csv")]
@@ -597,17 +663,30 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
                                 metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"},
                                 channels_last=channels_last_networks(cfg, widths), compile=cfg.compile)
-    batches = ShuffledBatches(data.train, cfg.batch_size, seed=cfg.seed)
+    batches = ShuffledBatches(train_images, cfg.batch_size, seed=cfg.seed)
     start = time.perf_counter()
     history = engine.fit(schedule, batches, resume=ckpt)
     wall_s = time.perf_counter() - start
-    counts = count_generator(CHANNELS[cfg.dataset], cfg.trained_widths)
+    counts = count_generator(cfg.in_channels, cfg.trained_widths)
+    calib_scores = anomaly_scores(hooks, trained, calib_images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    threshold = calibrate_threshold(calib_scores, cfg.target_fpr)
+    calibration = {
+        "value": threshold, "target_fpr": cfg.target_fpr, "bn_mode": cfg.bn_mode,
+        "calibration_images": len(calib_images),
+        "calibrated_on": "held-out train images" if len(calib_idx) else "training images (no held-out share)",
+        "fpr_on_calibration": float((calib_scores.double() > threshold).double().mean()),
+        "rule": "novel if score > value",
+    }
+    if skip_auroc and verbose:
+        print(f"{log_prefix}note: AUROC not measured: {skip_auroc}", flush=True)
     record = {
         "dataset": cfg.dataset, "normal_class": cfg.normal_class, "class_name": data.class_name,
         "method": cfg.method, "recipe": recipe, "seed": cfg.seed, "schedule": schedule.to_dict(),
         "batch_size": cfg.batch_size, "lr": cfg.lr, "bn_mode_at_test": cfg.bn_mode,
-        "auroc_last": history[-1]["metrics"]["auroc"],
+        "auroc_last": history[-1]["metrics"].get("auroc"),
         "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],
+        "auroc_skipped": skip_auroc,
+        "threshold": calibration, "train_images": len(train_images),
         "params": counts["params"], "flops": counts["flops"], "wall_s": wall_s,
         "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
         "discriminator_resets": hooks.discriminator_resets, "data_source": data.source,
@@ -616,7 +695,7 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     if out is not None:
         save_json(out / "history.json", history)  # complete even when a resumed run had no epoch left
         CSVLogger(out / "metrics.csv").write(history)
-        save_model(out / "model.pt", trained, cfg)
+        save_model(out / "model.pt", trained, cfg, threshold=calibration)
         save_json(out / "record.json", record)
     return record, trained
 

@@ -601,18 +601,43 @@ def to_torchscript(gan_or_generator: Any, in_channels: int, *, optimize: bool = 
     return scripted
 
 
+METADATA_NAME = "gankd.json"  # the extra file of a TorchScript export holding the decision threshold
+
+
 def export_torchscript(gan_or_generator: Any, in_channels: int, path: str | Path, *, optimize: bool = True,
-                       layout: str | None = None) -> Path:
+                       layout: str | None = None, metadata: dict | None = None) -> Path:
     """Write a TorchScript scoring model to ``path``; load it with ``torch.jit.load(path)``.
 
     ``gan_or_generator``: a trained GANomaly :class:`gankd.GAN` or its generator (eval-mode
-    statistics are used; the given model is not changed). Returns the path written.
+    statistics are used; the given model is not changed). ``metadata`` (JSON-serialisable, e.g. the threshold)
+    is stored in the archive as the extra file :data:`METADATA_NAME` (read it with :func:`read_metadata`).
+    Returns the path written.
     """
+    import json
+
     path = Path(path)
     scripted = to_torchscript(gan_or_generator, in_channels, optimize=optimize, layout=layout)
+    extra = {METADATA_NAME: json.dumps(metadata)} if metadata is not None else {}
     with _quiet_jit():
-        _save_atomically(path, lambda tmp: torch.jit.save(scripted, tmp))
+        _save_atomically(path, lambda tmp: torch.jit.save(scripted, tmp, _extra_files=extra))
     return path
+
+
+def read_metadata(path: str | Path) -> dict | None:
+    """The metadata written with an exported scorer (threshold, channels, ...): the side file ``PATH.json`` that
+    every export writes, else (TorchScript) the archive's :data:`METADATA_NAME`; None if there is neither."""
+    import json
+
+    path = Path(path)
+    side = path.with_name(path.name + ".json")
+    if side.is_file():
+        return json.loads(side.read_text())
+    if path.suffix != ".onnx":
+        extra = {METADATA_NAME: ""}
+        with _quiet_jit():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        return json.loads(extra[METADATA_NAME]) if extra[METADATA_NAME] else None
+    return None
 
 
 def _save_atomically(path: Path, save) -> None:
@@ -699,8 +724,15 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
     ``fmt``: ``"torchscript"`` or ``"onnx"``; by default from ``out_path``'s suffix (``.onnx`` ->
     ONNX, anything else TorchScript). ``optimize``: the rewritten graph (default: yes for TorchScript,
     no for ONNX, see :func:`export_onnx`). ``layout`` (rewritten TorchScript only): the graph's layout,
-    by default :func:`default_layout`. Returns a small record (paths, format, layout, channels, widths).
+    by default :func:`default_layout`. Returns a small record (paths, format, layout, channels, widths, the
+    model's calibrated ``threshold``), also written beside the export as ``OUT.json`` (``model.ts.json``), and,
+    for TorchScript, inside the file (:func:`read_metadata`): the scorer returns scores; an image is novel when
+    its score is greater than ``threshold``.
     """
+    import json
+
+    import gankd
+
     from .experiment import load_model  # imported here: only this entry point needs model files
 
     out_path = Path(out_path)
@@ -723,12 +755,21 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
             raise MissingDependencyError(why)
     gan, header = load_model(model_path)  # refuses NaN/Inf weights: their scores would all be NaN
     in_channels = int(gan.generator.in_channels)
+    calibrated = header.get("threshold") or {}
+    metadata = {"format": "gankd-ganomaly-scorer", "in_channels": in_channels, "image_size": IMAGE_SIZE,
+                "input": f"float32 (N, {in_channels}, {IMAGE_SIZE}, {IMAGE_SIZE}) in [-1, 1]",
+                "threshold": calibrated.get("value"), "target_fpr": calibrated.get("target_fpr"),
+                "rule": "novel if score > threshold", "method": header.get("method"),
+                "dataset": header.get("dataset"), "widths": list(gan.generator.widths)}
     if fmt == "onnx":
         export_onnx(gan, in_channels, out_path, optimize=optimize)
     else:
         if optimize:
             layout = layout or default_layout(gan.generator)
-        export_torchscript(gan, in_channels, out_path, optimize=optimize, layout=layout)
+        export_torchscript(gan, in_channels, out_path, optimize=optimize, layout=layout, metadata=metadata)
+    side = out_path.with_name(out_path.name + ".json")
+    gankd.atomic_write_text(side, json.dumps(metadata, indent=1) + "\n")
     return {"source": str(model_path), "path": str(out_path), "format": fmt, "optimize": optimize,
             "layout": layout, "in_channels": in_channels, "widths": list(gan.generator.widths),
-            "role": header.get("role"), "method": header.get("method"), "dataset": header.get("dataset")}
+            "role": header.get("role"), "method": header.get("method"), "dataset": header.get("dataset"),
+            "threshold": calibrated.get("value"), "metadata": str(side)}

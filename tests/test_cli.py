@@ -89,7 +89,7 @@ def test_distill_evaluate_and_score(teacher_run, tmp_path, capsys):
 
     assert main(["score", "--checkpoint", str(out), "--output", str(tmp_path / "test.csv")]) == 0
     rows = read_csv(tmp_path / "test.csv")
-    assert len(rows) == 540 and list(rows[0]) == ["index", "label", "score"]
+    assert len(rows) == 540 and list(rows[0]) == ["index", "label", "score", "is_novel"]
     assert sum(int(r["label"]) for r in rows) == result["novel_images"]
 
     images = tmp_path / "images"
@@ -100,8 +100,9 @@ def test_distill_evaluate_and_score(teacher_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", "--checkpoint", str(out / "model.pt"), "--images", str(images)]) == 0  # CSV on stdout
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["file"] for r in rows] == ["a_black.jpg", "b_red.png"]
-    assert all(float(r["score"]) >= 0 for r in rows)
+    assert list(rows[0]) == ["path", "score", "is_novel"]  # the calibrated threshold decides
+    assert [Path(r["path"]).name for r in rows] == ["a_black.jpg", "b_red.png"]
+    assert all(float(r["score"]) >= 0 and r["is_novel"] in ("0", "1") for r in rows)
 
 
 KILLER = """
