@@ -11,8 +11,8 @@ unless --keep): MNIST's first 5,000 train images (28x28, gray, 8-bit) and CIFAR-
 The files were just written, so they are in the OS page cache: "cold" here means not yet decoded by gankd,
 not read from a cold disk. Run::
 
-    PYTHONPATH=. python benchmarks/folder_load.py --mnist-root /work/shared/datasets \\
-        --cifar-root /work/dev/data/cifar10-jpeg --out benchmarks/results/folder_load.json
+    PYTHONPATH=. python benchmarks/folder_load.py --mnist-root ../shared/datasets \\
+        --cifar-root data/cifar10-jpeg --out benchmarks/results/folder_load.json
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def measure(root: Path, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist-root", default="/work/shared/datasets")
+    parser.add_argument("--mnist-root", default="../shared/datasets")
     parser.add_argument("--cifar-root", default=None, help="CIFAR-10 root (cifar-10-batches-py inside); optional")
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)

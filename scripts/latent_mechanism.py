@@ -13,7 +13,7 @@ for normal and novel images:
   dimension (PCA) is a floor on the relative error of any such student's imitation;
 - the Spearman correlation of each student's score with the teacher's.
 
-    python scripts/latent_mechanism.py --sweep-out /work/dev/figure2 --cases mnist:5:100,fmnist:8:100,cifar10:1:100 \
+    python scripts/latent_mechanism.py --sweep-out DEV_SWEEP --cases mnist:5:100,fmnist:8:100,cifar10:1:100 \
         --out results/latent_mechanism.json
 """
 from __future__ import annotations

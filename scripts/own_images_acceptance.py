@@ -12,7 +12,7 @@ line, against the same images loaded from the IDX files.
 
 Writes --out (JSON). Example (about two minutes at 1 thread)::
 
-    PYTHONPATH=. python scripts/own_images_acceptance.py --mnist-root /work/shared/datasets \\
+    PYTHONPATH=. python scripts/own_images_acceptance.py --mnist-root ../shared/datasets \\
         --scratch /tmp/own-images --out results/own_images_mnist3.json
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _idx(root: Path):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mnist-root", default="/work/shared/datasets")
+    p.add_argument("--mnist-root", default="../shared/datasets")
     p.add_argument("--digit", type=int, default=3)
     p.add_argument("--train-images", type=int, default=5000, help="first N train images (their 3s: ~500)")
     p.add_argument("--test-images", type=int, default=2000)

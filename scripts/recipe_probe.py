@@ -5,7 +5,7 @@ e.g. the Figure-2 classes at seeds 100+, which the reported sweep never uses), a
 and appends one row per run to ``--out`` (JSON; re-running skips rows already there). AUROC is the last
 epoch's, on the whole test split. Example:
 
-    python scripts/recipe_probe.py --sweep-out /work/dev/figure2 --cases mnist:5:100,fmnist:8:100 \
+    python scripts/recipe_probe.py --sweep-out DEV_SWEEP --cases mnist:5:100,fmnist:8:100 \
         --candidates xhat10,xhat30 --out results/recipe_probe.json --data-root ../shared/datasets \
         --cifar-root data/cifar10-jpeg
 """
