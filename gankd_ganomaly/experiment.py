@@ -27,6 +27,7 @@ import gankd
 from gankd import (GAN, CheckpointCallback, CheckpointError, DistillationEngine, EvaluationCallback, JSONHistory,
                    OptimizerConfig, get_schedule, load_checkpoint, load_weights, save_checkpoint)
 from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
+from gankd.modelfile import MODEL_FORMAT as GANKD_MODEL_FORMAT
 
 from .data import (ALL_DATASETS, CHANNELS, FOLDER, class_names, OneClassData, ShuffledBatches, load_one_class,
                    validate_images)
@@ -43,6 +44,7 @@ SCHEDULE_METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3",
 RECIPE_METHODS = tuple(name for name in RECIPES if name != "paper")
 METHODS = SCHEDULE_METHODS + RECIPE_METHODS
 MODEL_FORMAT = "gankd-ganomaly-model"
+SWEEP_TEACHER_FORMAT = "gankd-reproduce-teacher"  # written by gankd_ganomaly.sweep
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # share of train images held out to calibrate the threshold when calibration_share is None: folder datasets set
@@ -460,8 +462,9 @@ def save_model(path: str | Path, gan: GAN, cfg: RunConfig, threshold: Mapping[st
 def read_model_file(path: str | Path) -> tuple[dict, dict]:
     """``(header, state_dict)`` of a model file.
 
-    Accepts a :func:`save_model` file, an engine checkpoint (``checkpoint.pt`` of a run: the trained GAN
-    is taken, with the run's config as header) or a bare state_dict (empty header). A run folder stands
+    Accepts a :func:`save_model` file, a ``gankd train`` model file (:mod:`gankd.modelfile`), a sweep's
+    teacher checkpoint, an engine checkpoint (``checkpoint.pt`` of a run: the trained GAN is taken, with the
+    run's config as header) or a bare state_dict (empty header). A run folder stands
     for its ``model.pt``. Loading never runs code (see :func:`gankd.load_checkpoint`).
     """
     path = Path(path)
@@ -489,10 +492,31 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
                   "widths": list(cfg.student_widths if role == "student" else cfg.teacher_widths),
                   "config": config, "version": ckpt.get("version")}
         return header, ckpt[role]
+    if ckpt.get("format") == GANKD_MODEL_FORMAT:  # written by `gankd train` for the ganomaly family
+        args = ckpt.get("family_args") or {}
+        run_config = (ckpt.get("metadata") or {}).get("config") or {}
+        data_args = (run_config.get("data") or {}).get("args") or {}  # one_class_batches names its data
+        config = {k: data_args[k] for k in ("dataset", "normal_class") if k in data_args}
+        if data_args.get("root"):
+            config["data_root"] = data_args["root"]
+        header = {"format": GANKD_MODEL_FORMAT, "role": ckpt.get("role"), "method": ckpt.get("role"),
+                  "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
+                  "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": config,
+                  "run_config": run_config, "version": ckpt.get("version")}
+        return header, ckpt["state_dict"]
+    if ckpt.get("format") == SWEEP_TEACHER_FORMAT:  # a sweep's teacher (results/*/teachers/*.pt)
+        config = ckpt.get("config") or {}
+        header = {"format": ckpt["format"], "role": "teacher", "method": "teacher",
+                  "dataset": config.get("dataset"), "normal_class": config.get("normal_class"),
+                  "in_channels": CHANNELS[config["dataset"]] if config.get("dataset") in CHANNELS else None,
+                  "widths": list(config.get("teacher_widths") or TEACHER_WIDTHS), "latent_dim": LATENT_DIM,
+                  "config": config, "version": ckpt.get("version")}
+        return header, ckpt["state_dict"]
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return {}, ckpt
-    raise CheckpointError(f"{str(path)!r} is not a gankd-ganomaly model: expected a model.pt, a run's "
-                          f"checkpoint.pt or a state_dict; found keys {sorted(map(str, ckpt))[:10]}")
+    raise CheckpointError(f"{str(path)!r} is not a gankd-ganomaly model: expected a model.pt (of gankd-ganomaly or "
+                          "of `gankd train`), a run's checkpoint.pt, a sweep teacher or a state_dict; found keys "
+                          f"{sorted(map(str, ckpt))[:10]}")
 
 
 def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_channels: int | None = None,

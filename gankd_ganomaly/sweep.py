@@ -40,11 +40,11 @@ import gankd
 
 from .baselines import BASELINES, run_baseline
 from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, load_one_class
-from .experiment import EXECUTION_FIELDS, METHODS, RunConfig, run
+from .experiment import EXECUTION_FIELDS, METHODS, SWEEP_TEACHER_FORMAT, RunConfig, run
 from .hooks import GanomalyHooks
 
 RECORD_FORMAT = "gankd-reproduce-record"
-TEACHER_FORMAT = "gankd-reproduce-teacher"
+TEACHER_FORMAT = SWEEP_TEACHER_FORMAT
 # Controls: a method run with other GANomaly loss weights, recorded under its own name. The reconstruction
 # control is the student alone with w_con raised by the weight the recommended recipe gives K's l1(x_hat) term:
 # it tells how much of that recipe's gain is the extra reconstruction pressure rather than the teacher.

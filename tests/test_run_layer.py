@@ -225,3 +225,20 @@ def test_ganomaly_runs_from_a_schedule_file_and_its_teacher_model_file(tmp_path)
     refused = gankd("train", "--config", "wrong.yaml", "--out", "wrong", cwd=tmp_path, check=False)
     assert refused.returncode == 2 and "holds a student model; a teacher is expected" in refused.stderr
     assert not (tmp_path / "wrong").exists()  # nothing written before the inputs were checked
+    # the adapter's commands read the model file of `gankd train` and a sweep's teacher checkpoint too
+    evaluated = subprocess.run([sys.executable, "-m", "gankd_ganomaly", "evaluate", "--checkpoint",
+                                "student/model.pt", "--dataset", "digits", "--normal-class", "3", "--json", "ev.json"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "ev.json").read_text())["auroc"] == pytest.approx(record["metrics"]["auroc"])
+
+
+def test_a_sweep_teacher_is_a_model_file_for_the_adapter(tmp_path):
+    from gankd_ganomaly.experiment import load_model
+    from gankd_ganomaly.sweep import run_sweep, teacher_path
+
+    run_sweep(["digits"], [3], ["teacher"], [0], "smoke", tmp_path, log=lambda line: None)
+    gan, header = load_model(teacher_path(tmp_path, "digits", 3, 0, "smoke"), role="teacher")
+    assert header["role"] == "teacher" and header["widths"] == [64, 128, 256] and header["in_channels"] == 1
+    assert sum(p.numel() for p in gan.generator.parameters()) == 5_117_568
