@@ -15,7 +15,7 @@ from .callbacks import Callback
 from .checkpoint import CheckpointError, load_weights
 from .distill import DistillationLoss
 from .hooks import GAN, GANHooks, Losses
-from .schedule import Schedule, Stage
+from .schedule import Schedule, Stage, build_lr_scheduler
 from .structure import Structure
 
 
@@ -33,6 +33,7 @@ class StageState:
     # The stage's K: its own (``stage.distillation``, fresh adaptors) or the engine's.
     distillation: DistillationLoss | None = None
     taps: "_Taps | None" = None
+    schedulers: dict[str, Any] = field(default_factory=dict)  # per optimizer, when the stage has lr_schedule
     # What the loss hooks receive for the generator step and the discriminator step. Single-process:
     # the GANs themselves. Under DDP: views whose trained networks are DDP-wrapped (the G step sees
     # the raw discriminator, so DDP never waits for D gradients the generator loss does not produce).
@@ -153,11 +154,17 @@ class DistillationEngine:
                 for name, opt in state.optimizers.items():
                     opt.load_state_dict(resume["optimizers"][name])
                     _match_state_layout(opt)
+                for name, scheduler in state.schedulers.items():
+                    scheduler.load_state_dict(resume["schedulers"][name])
             for cb in callbacks:
                 cb.on_stage_start(self, state)
             for epoch in range(done_epochs + 1, stage.epochs + 1):
                 global_epoch += 1
                 record = self._run_epoch(state, batches, epoch, global_epoch)
+                for scheduler in state.schedulers.values():
+                    scheduler.step()
+                if state.schedulers:
+                    record["lr"] = {n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()}
                 self.history.append(record)
                 for cb in callbacks:
                     cb.on_epoch_end(self, state, record)
@@ -187,6 +194,7 @@ class DistillationEngine:
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
             "student": self.student.state_dict() if self.student is not None else None,
             "optimizers": {n: o.state_dict() for n, o in self.stage_state.optimizers.items()},
+            "schedulers": {n: sc.state_dict() for n, sc in self.stage_state.schedulers.items()},
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "batches": self._batches.state_dict() if hasattr(self._batches, "state_dict") else None,
@@ -272,6 +280,9 @@ class DistillationEngine:
             if k.taps:
                 state.taps = _Taps(k.taps, {who: gan.generator for who, gan in
                                             (("teacher", self.teacher), ("student", self.student)) if gan})
+        if stage.lr_schedule is not None:
+            state.schedulers = {name: build_lr_scheduler(opt, stage.lr_schedule, stage.epochs)
+                                for name, opt in state.optimizers.items()}
         if self.teacher is not None:
             self.teacher.train(not structure.teacher_frozen)
         if self.student is not None:
@@ -337,6 +348,7 @@ class DistillationEngine:
 
         if s.lam and state.distillation is not None and state.distillation.views:
             self._view_outputs(state, inputs, t_out, s_out)
+        t_keys, s_keys = tuple(t_out), tuple(s_out)  # before the loss hooks add their intermediates
 
         logged: dict[str, torch.Tensor] = {}
         objective: list[torch.Tensor] = []
@@ -356,15 +368,21 @@ class DistillationEngine:
             total_g = torch.stack(objective).sum() if len(objective) > 1 else objective[0]
             self._check_finite(state, where, logged, total_g)
             self._step([o for n, o in state.optimizers.items() if n.endswith("generator") or n == "distillation"],
-                       total_g)
+                       total_g, state.stage.grad_clip)
 
-        for flag, who, outputs, tag in ((s.beta, "teacher", t_out, "L_d^T"), (s.nu, "student", s_out, "L_d^S")):
-            if flag:
-                losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, outputs), hooks,
+        for flag, who, outputs, keys, tag in ((s.beta, "teacher", t_out, t_keys, "L_d^T"),
+                                              (s.nu, "student", s_out, s_keys, "L_d^S")):
+            if not flag:
+                continue
+            for d_step in range(state.stage.d_steps):
+                # later steps see only the generator's outputs: what the loss hooks cached (e.g. D(x) of the
+                # generator step) belongs to a graph the first backward has freed
+                step_outputs = outputs if d_step == 0 else {k: outputs[k] for k in keys}
+                losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, step_outputs), hooks,
                                          "discriminator_loss", who)
                 total_d = flag * self._log(logged, tag, losses)
                 self._check_finite(state, where, logged, total_d)
-                self._step([state.optimizers[f"{who}.discriminator"]], total_d)
+                self._step([state.optimizers[f"{who}.discriminator"]], total_d, state.stage.grad_clip)
                 self._after_discriminator_step(who, losses)
         return logged
 
@@ -410,13 +428,16 @@ class DistillationEngine:
         return losses.total
 
     @staticmethod
-    def _step(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor) -> None:
+    def _step(optimizers: list[torch.optim.Optimizer], loss: torch.Tensor, grad_clip: float | None = None) -> None:
         """Backward into the parameters these optimizers step, and nothing else: the generator
-        objective runs through the discriminator, whose weight gradients would be thrown away."""
+        objective runs through the discriminator, whose weight gradients would be thrown away.
+        ``grad_clip``: clip the gradient of those parameters to this total L2 norm first."""
         params = [p for opt in optimizers for group in opt.param_groups for p in group["params"]]
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
         for opt in optimizers:
             opt.step()
 

@@ -75,6 +75,11 @@ class Stage:
     trained teacher at a tenth of the student's learning rate. ``distillation`` is this stage's K as plain
     data (:meth:`gankd.DistillationLoss.spec`, a list of terms, or a loss); ``None`` uses the engine's
     (by default the family's). Adaptors of a stage's own K start fresh at the stage start.
+
+    ``d_steps``: discriminator updates per generator update (on the same batch). ``grad_clip``: clip each
+    update's gradient to this total L2 norm. ``lr_schedule``: a learning-rate schedule over the stage's epochs
+    for every optimizer, stepped at each epoch end: ``{"name": "cosine", "min_lr": 0}``, ``{"name": "step",
+    "step_size": N, "gamma": 0.5}`` or ``{"name": "linear", "end_factor": 0.1}``.
     """
 
     structure: Structure
@@ -82,6 +87,9 @@ class Stage:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     optimizers: Mapping[str, OptimizerConfig] = field(default_factory=dict)
     distillation: Any = None
+    d_steps: int = 1
+    grad_clip: float | None = None
+    lr_schedule: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", get_structure(self.structure))
@@ -103,6 +111,16 @@ class Stage:
             from .distill import DistillationLoss
 
             object.__setattr__(self, "distillation", DistillationLoss.from_spec(self.distillation).spec())
+        name = self.structure.name
+        if isinstance(self.d_steps, bool) or not isinstance(self.d_steps, int) or self.d_steps < 1:
+            raise ValueError(f"Stage {name!r}: d_steps must be an integer >= 1, got {self.d_steps!r}")
+        if self.grad_clip is not None:
+            if isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, (int, float)) \
+                    or not math.isfinite(self.grad_clip) or self.grad_clip <= 0:
+                raise ValueError(f"Stage {name!r}: grad_clip must be a number > 0 or None, got {self.grad_clip!r}")
+            object.__setattr__(self, "grad_clip", float(self.grad_clip))
+        if self.lr_schedule is not None:
+            object.__setattr__(self, "lr_schedule", _check_lr_schedule(self.lr_schedule, name))
 
     def optimizer_for(self, network: str) -> OptimizerConfig:
         """The settings for ``network`` (e.g. ``"student.generator"``): its own, its GAN's, or the default."""
@@ -114,17 +132,50 @@ class Stage:
             d["optimizers"] = {k: v.to_dict() for k, v in self.optimizers.items()}
         if self.distillation is not None:
             d["distillation"] = self.distillation
+        for key, default in (("d_steps", 1), ("grad_clip", None), ("lr_schedule", None)):
+            if getattr(self, key) != default:  # only when set: older schedule files stay as they were
+                d[key] = getattr(self, key)
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "Stage":
-        unknown = sorted(set(data) - {"structure", "epochs", "optimizer", "optimizers", "distillation"})
+        keys = ("structure", "epochs", "optimizer", "optimizers", "distillation", "d_steps", "grad_clip", "lr_schedule")
+        unknown = sorted(set(data) - set(keys))
         if unknown:
-            raise ValueError(f"stage {data}: unknown keys {unknown}; expected structure, epochs, optimizer, "
-                             "optimizers, distillation")
+            raise ValueError(f"stage {data}: unknown keys {unknown}; expected {', '.join(keys)}")
         return cls(structure=get_structure(data["structure"]), epochs=data["epochs"],
                    optimizer=OptimizerConfig(**data.get("optimizer", {})),
-                   optimizers=data.get("optimizers") or {}, distillation=data.get("distillation"))
+                   optimizers=data.get("optimizers") or {}, distillation=data.get("distillation"),
+                   d_steps=data.get("d_steps", 1), grad_clip=data.get("grad_clip"),
+                   lr_schedule=data.get("lr_schedule"))
+
+
+LR_SCHEDULE_ARGS = {"cosine": {"min_lr": 0.0}, "step": {"step_size": 1, "gamma": 0.5},
+                    "linear": {"end_factor": 0.0}}
+
+
+def _check_lr_schedule(spec: Any, stage: str) -> dict:
+    if not isinstance(spec, Mapping) or spec.get("name") not in LR_SCHEDULE_ARGS:
+        raise ValueError(f"Stage {stage!r}: lr_schedule must be a mapping with name one of "
+                         f"{', '.join(LR_SCHEDULE_ARGS)}, got {spec!r}")
+    allowed = LR_SCHEDULE_ARGS[spec["name"]]
+    unknown = sorted(set(spec) - {"name"} - set(allowed))
+    if unknown:
+        raise ValueError(f"Stage {stage!r}: lr_schedule {spec['name']!r} takes {sorted(allowed)}, not {unknown}")
+    return {"name": spec["name"], **{k: spec[k] for k in allowed if k in spec}}
+
+
+def build_lr_scheduler(optimizer: Any, spec: Mapping[str, Any], epochs: int) -> Any:
+    """The ``torch.optim.lr_scheduler`` of a stage's ``lr_schedule`` (stepped once per epoch)."""
+    import torch
+
+    args = {**LR_SCHEDULE_ARGS[spec["name"]], **{k: v for k, v in spec.items() if k != "name"}}
+    if spec["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=float(args["min_lr"]))
+    if spec["name"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(args["step_size"]), gamma=float(args["gamma"]))
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=float(args["end_factor"]) or 1e-8,
+                                             total_iters=epochs)
 
 
 @dataclass(frozen=True)
