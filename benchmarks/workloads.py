@@ -103,13 +103,17 @@ class BatchSource:
 # --- the engine ---------------------------------------------------------------------------------------------------
 
 
+# the paper's Adam settings, for the engine and the bare loop alike (the engine's default lr is DCGAN's 2e-4)
+BENCH_OPTIMIZER = OptimizerConfig(lr=0.002, betas=(0.5, 0.999))
+
+
 def engine_for(models: Models, stage_name: str, optimizer: OptimizerConfig | None = None
                ) -> tuple[DistillationEngine, StageState]:
     """An engine with only the networks ``stage_name`` needs, its stage started (optimizers built)."""
     structure = get_structure(stage_name)
     engine = DistillationEngine(models.hooks, models.teacher if structure.needs_teacher else None,
                                 models.student if structure.needs_student else None)
-    state = engine._start_stage(0, Stage(structure, 1, optimizer or OptimizerConfig()))
+    state = engine._start_stage(0, Stage(structure, 1, optimizer or BENCH_OPTIMIZER))
     return engine, state
 
 
@@ -133,7 +137,7 @@ class _Side:
         self.gan, self.trains = gan, trains
         gan.requires_grad_(trains)
         gan.train(trains)
-        kw = {"lr": 0.002, "betas": (0.5, 0.999)}
+        kw = {"lr": BENCH_OPTIMIZER.lr, "betas": BENCH_OPTIMIZER.betas}
         if fused_adam:
             kw["fused"] = True
         self.opt_g = torch.optim.Adam(gan.generator.parameters(), **kw) if trains else None
