@@ -67,6 +67,9 @@ class DistillationEngine:
 
     Networks a stage does not train get ``requires_grad=False`` (no gradient, no optimizer).
 
+    ``mixed_precision="bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA) runs forwards and losses under
+    ``torch.autocast``; parameters, gradients and optimizer states stay float32. Off by default.
+
     Speed switches (measured in ``benchmarks/``, section ``switches``): ``channels_last`` stores the
     networks' 4-d weights channels-last, so oneDNN runs their convolutions in that layout (``True``
     for both GANs, or a collection of ``"teacher"`` / ``"student"``); ``compile`` compiles every
@@ -84,11 +87,18 @@ class DistillationEngine:
     def __init__(self, hooks: GANHooks, teacher: GAN | None = None, student: GAN | None = None, *,
                  distillation: DistillationLoss | None = None, device: str | torch.device = "cpu",
                  callbacks: Sequence[Callback] = (), metadata: dict | None = None,
-                 channels_last: bool | Collection[str] = False, compile: bool = False) -> None:
+                 channels_last: bool | Collection[str] = False, compile: bool = False,
+                 mixed_precision: str | None = None) -> None:
         if teacher is None and student is None:
             raise ValueError("DistillationEngine needs a teacher, a student, or both; got neither")
         self.hooks = hooks
         self.device = torch.device(device)
+        if mixed_precision not in (None, "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be None, 'bf16' or 'fp16', got {mixed_precision!r}")
+        if mixed_precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("mixed_precision='fp16' needs a CUDA device; use 'bf16' on the CPU")
+        # bf16 needs no loss scaling; fp16 (CUDA only) may underflow small gradients: prefer bf16 where supported
+        self.mixed_precision = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[mixed_precision]
         self.teacher = teacher.to(self.device) if teacher is not None else None
         self.student = student.to(self.device) if student is not None else None
         for who in _who(channels_last, "channels_last"):
@@ -330,42 +340,45 @@ class DistillationEngine:
         }
 
     def train_step(self, state: StageState, batch: Any, where: tuple[int, int] = (0, 0)) -> dict[str, torch.Tensor]:
-        """One optimisation step of the stage; returns detached loss values for logging."""
+        """One optimisation step of the stage; returns detached loss values for logging.
+
+        With ``mixed_precision``, forwards and losses run under ``torch.autocast``; backward passes and
+        optimizer steps do not."""
         s, hooks = state.structure, self.hooks
-        inputs = hooks.generator_inputs(batch)
-        t_out: dict[str, torch.Tensor] = {}
-        s_out: dict[str, torch.Tensor] = {}
-        if s.needs_teacher:
-            with torch.no_grad() if s.teacher_frozen else nullcontext():
-                t_out = self._forward(state.g_views["teacher"].generator, inputs, "teacher")
-            if state.taps is not None:
-                t_out.update(state.taps.take("teacher"))
-        if s.needs_student:
-            with nullcontext() if s.trains_student_generator else torch.no_grad():
-                s_out = self._forward(state.g_views["student"].generator, inputs, "student")
-            if state.taps is not None:
-                s_out.update(state.taps.take("student"))
-
-        if s.lam and state.distillation is not None and state.distillation.views:
-            self._view_outputs(state, inputs, t_out, s_out)
-        t_keys, s_keys = tuple(t_out), tuple(s_out)  # before the loss hooks add their intermediates
-
         logged: dict[str, torch.Tensor] = {}
-        objective: list[torch.Tensor] = []
-        if s.alpha:
-            losses = _checked_losses(hooks.generator_loss(state.g_views["teacher"], batch, t_out), hooks,
-                                     "generator_loss", "teacher")
-            objective.append(s.alpha * self._log(logged, "L_g^T", losses))
-        if s.mu:
-            losses = _checked_losses(hooks.generator_loss(state.g_views["student"], batch, s_out), hooks,
-                                     "generator_loss", "student")
-            objective.append(s.mu * self._log(logged, "L_g^S", losses))
-        if s.lam:
-            assert state.distillation is not None
-            terms, total = state.distillation(t_out, s_out)
-            objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
-        if objective:
-            total_g = torch.stack(objective).sum() if len(objective) > 1 else objective[0]
+        with self._autocast():
+            inputs = hooks.generator_inputs(batch)
+            t_out: dict[str, torch.Tensor] = {}
+            s_out: dict[str, torch.Tensor] = {}
+            if s.needs_teacher:
+                with torch.no_grad() if s.teacher_frozen else nullcontext():
+                    t_out = self._forward(state.g_views["teacher"].generator, inputs, "teacher")
+                if state.taps is not None:
+                    t_out.update(state.taps.take("teacher"))
+            if s.needs_student:
+                with nullcontext() if s.trains_student_generator else torch.no_grad():
+                    s_out = self._forward(state.g_views["student"].generator, inputs, "student")
+                if state.taps is not None:
+                    s_out.update(state.taps.take("student"))
+            if s.lam and state.distillation is not None and state.distillation.views:
+                self._view_outputs(state, inputs, t_out, s_out)
+            t_keys, s_keys = tuple(t_out), tuple(s_out)  # before the loss hooks add their intermediates
+
+            objective: list[torch.Tensor] = []
+            if s.alpha:
+                losses = _checked_losses(hooks.generator_loss(state.g_views["teacher"], batch, t_out), hooks,
+                                         "generator_loss", "teacher")
+                objective.append(s.alpha * self._log(logged, "L_g^T", losses))
+            if s.mu:
+                losses = _checked_losses(hooks.generator_loss(state.g_views["student"], batch, s_out), hooks,
+                                         "generator_loss", "student")
+                objective.append(s.mu * self._log(logged, "L_g^S", losses))
+            if s.lam:
+                assert state.distillation is not None
+                terms, total = state.distillation(t_out, s_out)
+                objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
+            total_g = (torch.stack(objective).sum() if len(objective) > 1 else objective[0]) if objective else None
+        if total_g is not None:
             self._check_finite(state, where, logged, total_g)
             self._step([o for n, o in state.optimizers.items() if n.endswith("generator") or n == "distillation"],
                        total_g, state.stage.grad_clip)
@@ -378,13 +391,20 @@ class DistillationEngine:
                 # later steps see only the generator's outputs: what the loss hooks cached (e.g. D(x) of the
                 # generator step) belongs to a graph the first backward has freed
                 step_outputs = outputs if d_step == 0 else {k: outputs[k] for k in keys}
-                losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, step_outputs), hooks,
-                                         "discriminator_loss", who)
-                total_d = flag * self._log(logged, tag, losses)
+                with self._autocast():
+                    losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, step_outputs),
+                                             hooks, "discriminator_loss", who)
+                    total_d = flag * self._log(logged, tag, losses)
                 self._check_finite(state, where, logged, total_d)
                 self._step([state.optimizers[f"{who}.discriminator"]], total_d, state.stage.grad_clip)
                 self._after_discriminator_step(who, losses)
         return logged
+
+    def _autocast(self):
+        """``torch.autocast`` at the engine's ``mixed_precision`` dtype, or nothing (the default)."""
+        if self.mixed_precision is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.mixed_precision)
 
     def _forward(self, generator: torch.nn.Module, inputs: Any, who: str) -> dict[str, torch.Tensor]:
         """``hooks.generator_forward`` with its return value checked (a mapping of names to tensors)."""

@@ -14,6 +14,7 @@ A run config (YAML or JSON) says everything a run needs; every key is documented
     evaluate: {factory: mypkg.points:metrics, args: {}}     # optional: factory(hooks, teacher, student, **args)
     seed: 0                                #   returns metric_fn(engine) -> {name: float}, run every epoch
     device: cpu
+    mixed_precision: null                  # or bf16 (CPU, CUDA), fp16 (CUDA): autocast forwards and losses
 
 The folder gets ``config.yaml`` (the resolved config), ``checkpoint.pt`` (every epoch, atomically),
 ``history.json``, ``record.json`` and ``model.pt`` (:mod:`gankd.modelfile`). ``resume=True`` continues from
@@ -41,7 +42,7 @@ from .schedule import OptimizerConfig, Schedule, get_schedule
 from .utils import FolderLock, atomic_write_text, remove_stale_temporaries, seed_everything
 
 KEYS = ("family", "family_args", "data", "teacher", "student", "schedule", "recipe", "epochs", "optimizer",
-        "evaluate", "seed", "device")
+        "evaluate", "seed", "device", "mixed_precision")
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "record.json", "model.pt")
 
 
@@ -118,7 +119,8 @@ def validate(config: Mapping[str, Any]) -> dict:
     if unknown:
         raise RunConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(KEYS)}")
     c = {"family_args": {}, "teacher": None, "student": None, "schedule": None, "recipe": None, "epochs": None,
-         "optimizer": {}, "evaluate": None, "seed": 0, "device": "cpu", **copy.deepcopy(dict(config))}
+         "optimizer": {}, "evaluate": None, "seed": 0, "device": "cpu", "mixed_precision": None,
+         **copy.deepcopy(dict(config))}
     for key in ("family", "data"):
         if c.get(key) is None:
             raise RunConfigError(f"the config needs {key!r}")
@@ -138,6 +140,8 @@ def validate(config: Mapping[str, Any]) -> dict:
     if isinstance(c["schedule"], str) or c["recipe"] is not None:
         if isinstance(c["epochs"], bool) or not isinstance(c["epochs"], int) or c["epochs"] < 1:
             raise RunConfigError(f"epochs (per stage) must be an integer >= 1 for a preset or a recipe, got {c['epochs']!r}")
+    if c["mixed_precision"] not in (None, "bf16", "fp16"):
+        raise RunConfigError(f"mixed_precision must be null, bf16 or fp16, got {c['mixed_precision']!r}")
     if isinstance(c["seed"], bool) or not isinstance(c["seed"], int):
         raise RunConfigError(f"seed must be an integer, got {c['seed']!r}")
     if not isinstance(c["optimizer"], Mapping):
@@ -246,6 +250,7 @@ def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -
     if verbose:
         callbacks.append(auto_progress())
     engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=c["device"], callbacks=callbacks,
+                                mixed_precision=c["mixed_precision"],
                                 metadata={"config": json.loads(json.dumps(resolved)), "producer": "gankd.run.train"})
     start = time.perf_counter()
     history = engine.fit(schedule, run["batches"], resume=ckpt)

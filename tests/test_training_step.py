@@ -78,3 +78,26 @@ def test_cosine_schedule_is_applied_recorded_and_resumed_bit_identically(hooks, 
     with pytest.raises(ValueError, match="lr_schedule must be a mapping with name one of cosine, step, linear"):
         Stage("KDGAN-2", 1, lr_schedule={"name": "warmup"})
     assert "lr_schedule" not in Stage("KDGAN-2", 1).to_dict()  # unset fields leave older schedule files as they were
+
+
+def test_mixed_precision_runs_forwards_in_bf16_and_keeps_float32_weights(hooks, tiny_pair, digits0):
+    from gankd_ganomaly.hooks import GanomalyHooks
+
+    seen = {}
+
+    class Probe(GanomalyHooks):
+        def generator_loss(self, gan, batch, outputs):
+            seen["x_hat"] = outputs["x_hat"].dtype
+            return super().generator_loss(gan, batch, outputs)
+
+    teacher, student = tiny_pair
+    history = DistillationEngine(Probe(in_channels=1), teacher, student, mixed_precision="bf16").fit(
+        Schedule((Stage("KDGAN-2", 1, OptimizerConfig(lr=2e-4)),)), [digits0.train[:16]])
+    assert seen["x_hat"] == torch.bfloat16
+    assert all(math.isfinite(v) for v in history[0]["losses"].values())
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+    DistillationEngine(Probe(in_channels=1), teacher, student).fit(
+        Schedule((Stage("KDGAN-2", 1, OptimizerConfig(lr=2e-4)),)), [digits0.train[:16]])
+    assert seen["x_hat"] == torch.float32  # off by default
+    with pytest.raises(ValueError, match="'fp16' needs a CUDA device; use 'bf16' on the CPU"):
+        DistillationEngine(hooks, teacher, student, mixed_precision="fp16")
