@@ -222,16 +222,15 @@ def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = Fals
 
 def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -> dict:
     c, schedule = run["config"], run["schedule"]
-    resolved = {**c, "schedule": schedule.to_dict(), "recipe": c["recipe"]}
+    resolved = json.loads(json.dumps({**c, "schedule": schedule.to_dict()}))  # plain data, as files hold it
     ckpt_path = out / "checkpoint.pt"
     ckpt = None
     if ckpt_path.exists():
         if resume:
             ckpt = load_checkpoint(ckpt_path)
             saved = (ckpt.get("metadata") or {}).get("config")
-            if saved != json.loads(json.dumps(resolved)):
-                keys = sorted(k for k in set(saved or {}) | set(resolved)
-                              if (saved or {}).get(k) != json.loads(json.dumps(resolved)).get(k))
+            if saved != resolved:
+                keys = sorted(k for k in set(saved or {}) | set(resolved) if (saved or {}).get(k) != resolved.get(k))
                 raise RunConfigError(f"cannot resume {str(ckpt_path)!r}: it was written with another config "
                                      f"(differs in {keys}); resume with {out / 'config.yaml'} or use another folder")
         elif not overwrite:
@@ -242,7 +241,7 @@ def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -
             (out / name).unlink(missing_ok=True)
     import yaml
 
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(resolved)), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     callbacks: list = []
     if run["metric_fn"] is not None:
         callbacks.append(EvaluationCallback(run["metric_fn"]))
@@ -251,7 +250,7 @@ def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -
         callbacks.append(auto_progress())
     engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=c["device"], callbacks=callbacks,
                                 mixed_precision=c["mixed_precision"],
-                                metadata={"config": json.loads(json.dumps(resolved)), "producer": "gankd.run.train"})
+                                metadata={"config": resolved, "producer": "gankd.run.train"})
     start = time.perf_counter()
     history = engine.fit(schedule, run["batches"], resume=ckpt)
     role = "student" if schedule.needs_student else "teacher"
@@ -262,7 +261,7 @@ def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -
 
         width = read_model(c[role]["checkpoint"])[0]["width"]
     save_model(out / "model.pt", trained, family=c["family"], family_args=c["family_args"], width=width, role=role,
-               metadata={"config": json.loads(json.dumps(resolved))})
+               metadata={"config": resolved})
     record = {"family": c["family"], "recipe": c["recipe"], "schedule": schedule.to_dict(), "role": role,
               "seed": c["seed"], "metrics": history[-1]["metrics"], "losses": history[-1]["losses"],
               "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
