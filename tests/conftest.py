@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from gankd import Callback
+
 from gankd_ganomaly.data import load_one_class
 from gankd_ganomaly.hooks import GanomalyHooks
 
@@ -25,3 +27,14 @@ def hooks():
 def tiny_pair(hooks):
     torch.manual_seed(0)
     return hooks.build_gan(TINY_TEACHER), hooks.build_gan(TINY_STUDENT)
+
+
+class OnEpochEnd(Callback):
+    """A callback calling ``fn(engine, state, record)`` at each epoch end, while the stage's optimizers and
+    K still exist (tests read them there)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, engine, state, record):
+        self.fn(engine, state, record)

@@ -12,7 +12,7 @@ from gankd_ganomaly.experiment import RunConfig, run
 from gankd_ganomaly.flops import count_generator
 from gankd_ganomaly.hooks import RECIPES
 
-from conftest import TINY_STUDENT, TINY_TEACHER
+from conftest import TINY_STUDENT, TINY_TEACHER, OnEpochEnd
 
 
 def test_term_arguments_reach_the_loss_and_unknown_ones_are_named():
@@ -85,16 +85,12 @@ def test_adaptor_trains_with_the_student_but_is_not_part_of_it(hooks, tiny_pair,
     k_stage = _fitnet_loss().spec()
     seen = {}
 
-    class Probe(CheckpointCallback):
-        def __init__(self):
-            pass
+    def probe(engine, state, record):
+        seen["optimizers"] = sorted(state.optimizers)
+        seen["adaptor"] = copy.deepcopy(state.distillation.adaptors["K_feat"].weight.detach())
+        seen["losses"] = record["losses"]
 
-        def on_epoch_end(self, engine, state, record):
-            seen["optimizers"] = sorted(state.optimizers)
-            seen["adaptor"] = copy.deepcopy(state.distillation.adaptors["K_feat"].weight.detach())
-            seen["losses"] = record["losses"]
-
-    engine = DistillationEngine(hooks, teacher, student, callbacks=[Probe()])
+    engine = DistillationEngine(hooks, teacher, student, callbacks=[OnEpochEnd(probe)])
     engine.fit(Schedule((Stage("KDGAN-2", 1, distillation=k_stage),)), [digits0.train[:16], digits0.train[16:32]])
     assert "distillation" in seen["optimizers"] and "K/K_feat" in seen["losses"]
     # the adaptor is the loss's: it has the teacher's width, and the student did not grow
@@ -139,16 +135,12 @@ def test_per_network_learning_rates_are_applied(hooks, tiny_pair, digits0):
     teacher, student = tiny_pair
     lrs = {}
 
-    class Probe(CheckpointCallback):
-        def __init__(self):
-            pass
-
-        def on_epoch_end(self, engine, state, record):
-            lrs.update({n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()})
+    probe = OnEpochEnd(lambda engine, state, record: lrs.update(
+        {n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()}))
 
     stage = Stage("KDGAN-4", 1, OptimizerConfig(lr=2e-4),
                   optimizers={"teacher": OptimizerConfig(lr=1e-5), "student.discriminator": OptimizerConfig(lr=5e-4)})
-    DistillationEngine(hooks, teacher, student, callbacks=[Probe()]).fit(Schedule((stage,)), [digits0.train[:8]])
+    DistillationEngine(hooks, teacher, student, callbacks=[probe]).fit(Schedule((stage,)), [digits0.train[:8]])
     assert lrs == {"teacher.generator": 1e-5, "teacher.discriminator": 1e-5, "student.generator": 2e-4,
                    "student.discriminator": 5e-4}
 

@@ -8,6 +8,8 @@ import torch
 
 from gankd import CheckpointCallback, DistillationEngine, OptimizerConfig, Schedule, Stage, load_checkpoint
 
+from conftest import OnEpochEnd
+
 
 def _steps(optimizer) -> int:
     return int(next(iter(optimizer.state.values()))["step"])
@@ -17,15 +19,10 @@ def test_d_steps_update_the_discriminator_that_many_times_per_generator_step(hoo
     _, student = tiny_pair
     seen = {}
 
-    class Probe(CheckpointCallback):
-        def __init__(self):
-            pass
-
-        def on_epoch_end(self, engine, state, record):
-            seen.update({n: _steps(o) for n, o in state.optimizers.items()})
+    probe = OnEpochEnd(lambda engine, state, record: seen.update({n: _steps(o) for n, o in state.optimizers.items()}))
 
     batches = [digits0.train[:8], digits0.train[8:16]]
-    DistillationEngine(hooks, None, student, callbacks=[Probe()]).fit(
+    DistillationEngine(hooks, None, student, callbacks=[probe]).fit(
         Schedule((Stage("student-alone", 1, OptimizerConfig(lr=2e-4), d_steps=3),)), batches)
     assert seen == {"student.generator": 2, "student.discriminator": 6}
     with pytest.raises(ValueError, match="d_steps must be an integer >= 1, got 0"):
