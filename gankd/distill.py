@@ -356,14 +356,25 @@ class DistillTerm:
         return cls(**data)
 
 
-def _check_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str) -> None:
+def _check_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str, leading: int = 2) -> None:
+    """``kwargs`` must be keyword parameters of ``fn`` after its ``leading`` positional ones."""
     params = list(inspect.signature(fn).parameters.values())
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return
-    allowed = [p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    allowed = [p.name for p in params[leading:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"{where} takes no argument(s) {unknown}; it takes {allowed or 'none'}")
+
+
+def _function_spec(spec: Any, registry: Registry, where: str) -> dict[str, Any]:
+    """A checked ``{fn: NAME, **args}`` of a one-input registry (derived outputs, views), as plain data."""
+    if not isinstance(spec, Mapping) or "fn" not in spec:
+        raise ValueError(f"{where} must be a mapping {{fn: NAME, ...args}}, got {spec!r}")
+    spec = _plain(dict(spec), where)
+    _check_kwargs(registry.get(spec["fn"]), {k: v for k, v in spec.items() if k != "fn"},
+                  f"{where}: {spec['fn']!r}", leading=1)
+    return spec
 
 
 def _as_term(item: "DistillTerm | Mapping | Sequence") -> DistillTerm:
@@ -404,29 +415,12 @@ class DistillationLoss(nn.Module):
                              "same output its own name (DistillTerm(..., name='K_z1_cos'))")
         self.terms: tuple[DistillTerm, ...] = tuple(parsed)
         self.derived: dict[str, dict[str, Any]] = {}
-        for out_name, spec in (derived or {}).items():
-            if not isinstance(spec, Mapping) or "fn" not in spec:
-                raise ValueError(f"derived output {out_name!r} must be a mapping {{fn: NAME, ...args}}, got {spec!r}")
-            spec = _plain(dict(spec), f"derived output {out_name!r}")
-            fn = DERIVED_OUTPUTS.get(spec["fn"])
-            args = {k: v for k, v in spec.items() if k != "fn"}
-            params = inspect.signature(fn).parameters
-            unknown = sorted(set(args) - set(list(params)[1:]))
-            if unknown:
-                raise ValueError(f"derived output {out_name!r}: {spec['fn']!r} takes no argument(s) {unknown}")
-            self.derived[out_name] = spec
-        self.views: dict[str, dict[str, Any]] = {}
-        for view, spec in (views or {}).items():
-            if not isinstance(spec, Mapping) or "fn" not in spec or "/" in view:
-                raise ValueError(f"view {view!r} must be named without '/' and be a mapping {{fn: NAME, ...args}}, "
-                                 f"got {spec!r}")
-            spec = _plain(dict(spec), f"view {view!r}")
-            fn = INPUT_TRANSFORMS.get(spec["fn"])
-            args = {k: v for k, v in spec.items() if k != "fn"}
-            unknown = sorted(set(args) - set(list(inspect.signature(fn).parameters)[1:]))
-            if unknown:
-                raise ValueError(f"view {view!r}: {spec['fn']!r} takes no argument(s) {unknown}")
-            self.views[view] = spec
+        self.derived = {name: _function_spec(spec, DERIVED_OUTPUTS, f"derived output {name!r}")
+                        for name, spec in (derived or {}).items()}
+        if any("/" in view for view in views or {}):
+            raise ValueError(f"view names may not contain '/' (terms read 'VIEW/OUTPUT'); got {sorted(views or {})}")
+        self.views = {view: _function_spec(spec, INPUT_TRANSFORMS, f"view {view!r}")
+                      for view, spec in (views or {}).items()}
         self.adaptors = nn.ModuleDict()
         self.modules_by_term = nn.ModuleDict()
         for term in self.terms:
