@@ -2,7 +2,7 @@
 
 Writes 5,000 PNG files per kind under a scratch folder (default /tmp/gankd-folder-bench, deleted afterwards
 unless --keep): MNIST's first 5,000 train images (28x28, gray, 8-bit) and CIFAR-10's first 5,000 train images
-(32x32, colour), as ROOT/train/good/*.png, then times ``gankd_ganomaly.folder.load_folder``:
+(32x32, colour), as ROOT/train/good/*.png, then times ``gankd_ganomaly.data.folder.load_folder``:
 
 - ``decode_s``: ``cache=False``, every file decoded (the median of --repeats runs);
 - ``first_load_s``: the first load with the cache on: decoding plus writing ROOT/.gankd-cache/<key>.npz;
@@ -51,7 +51,7 @@ def _time(fn, repeats: int) -> list[float]:
 
 
 def measure(root: Path, repeats: int) -> dict:
-    from gankd_ganomaly.folder import CACHE_DIR, load_folder
+    from gankd_ganomaly.data.folder import CACHE_DIR, load_folder
 
     decode = _time(lambda: load_folder(root, cache=False), repeats)
     shutil.rmtree(root / CACHE_DIR, ignore_errors=True)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/folder_load.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from gankd_ganomaly import data as data_module
+    from gankd_ganomaly.data import builtin as data_module
 
     scratch = Path(args.scratch)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     record = {
-        "what": "gankd_ganomaly.folder.load_folder on a folder of PNG files: decode every file vs read the cache",
+        "what": "gankd_ganomaly.data.folder.load_folder on a folder of PNG files: decode every file vs read the cache",
         "command": "PYTHONPATH=. python " + " ".join(["benchmarks/folder_load.py", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": args.threads, "load_average_at_end": load},

@@ -8,10 +8,11 @@ from typing import Any, Callable
 
 import torch
 
-from gankd_ganomaly.export import default_layout
-from gankd_ganomaly.flops import compression_report
+from gankd_ganomaly.deploy.export import default_layout
+from gankd_ganomaly.evaluation.flops import compression_report
 from gankd_ganomaly.hooks import GanomalyHooks
-from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
+from gankd_ganomaly.data import dataset_spec
+from gankd_ganomaly.networks import TEACHER_WIDTHS
 
 from harness import (Budget, alternate, calibrate, count_macs, machine_info, onednn_primitive_times, paired_ratio,
                      set_threads, table)
@@ -236,14 +237,14 @@ def _scoring_models(ds: str) -> tuple[dict, GanomalyHooks, dict]:
     channels = report["in_channels"]
     hooks = GanomalyHooks(in_channels=channels)
     torch.manual_seed(0)
-    gans = {"teacher": hooks.build_gan(TEACHER_WIDTHS), "student": hooks.build_gan(STUDENT_WIDTHS[ds])}
+    gans = {"teacher": hooks.build_gan(TEACHER_WIDTHS), "student": hooks.build_gan(dataset_spec(ds).student_widths)}
     for gan in gans.values():
         _settle_bn(gan, channels, 1)
     return report, hooks, gans
 
 
 def _onnxruntime_why_not() -> str | None:
-    from gankd_ganomaly.export import onnx_available
+    from gankd_ganomaly.deploy.export import onnx_available
 
     ok, why = onnx_available()
     if not ok:
@@ -260,7 +261,7 @@ def _scorers(hooks: GanomalyHooks, gan, channels: int, variant: str, threads: in
     if variant == "eager":
         return lambda x: hooks.score(gan, x)
     if variant == "torchscript":
-        from gankd_ganomaly.export import to_torchscript
+        from gankd_ganomaly.deploy.export import to_torchscript
 
         return to_torchscript(gan, channels)
     if variant == "onnxruntime":
@@ -268,7 +269,7 @@ def _scorers(hooks: GanomalyHooks, gan, channels: int, variant: str, threads: in
 
         import onnxruntime as ort
 
-        from gankd_ganomaly.export import export_onnx
+        from gankd_ganomaly.deploy.export import export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(gan, channels, Path(tmp) / "model.onnx")
@@ -283,12 +284,12 @@ def scoring(cfg: Config) -> tuple[dict, str]:
     doc = _doc("scoring", "Anomaly scoring (mean over the latent of (z1-z2)^2), eval mode, under inference_mode, "
                "teacher 64-128-256 vs the dataset's student at the same channel count. 'eager' = "
                "GanomalyHooks.score on the nn.Modules; 'torchscript' = the exported deployment model "
-               "(gankd_ganomaly.export.to_torchscript: batch norm folded, matrix-product head, fast transposed "
+               "(gankd_ganomaly.deploy.export.to_torchscript: batch norm folded, matrix-product head, fast transposed "
                "convs, phase-domain last layer; layout from default_layout: channels_last for widths >= 8, "
                "batch_last for widths <= 8, else standard; the row's 'layouts'); 'onnxruntime' = export_onnx "
                "(the plain graph) run by onnxruntime (when installed) with intra_op_num_threads = threads. "
                "speedup = teacher time / student time (paired per round); flops_ratio from "
-               "gankd_ganomaly.flops.compression_report.", cfg, results=[])
+               "gankd_ganomaly.evaluation.flops.compression_report.", cfg, results=[])
     rows = []
     why_not_ort = _onnxruntime_why_not()
     variants = ["eager", "torchscript"] + (["onnxruntime"] if why_not_ort is None else [])
@@ -477,7 +478,7 @@ def scoring_profile(cfg: Config) -> tuple[dict, str]:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from gankd_ganomaly.export import to_torchscript
+    from gankd_ganomaly.deploy.export import to_torchscript
 
     batch, calls, tries = 256, (2 if cfg.quick else 10), (1 if cfg.quick else 3)
     doc = _doc("scoring_profile", f"torch.profiler of the exported TorchScript scorers (teacher and each dataset's "
@@ -626,7 +627,7 @@ def _switches_scoring(cfg: Config, base: Models, doc: dict, threads: int) -> lis
             if v == "compile":
                 gan.generator = torch.compile(gan.generator)
             elif v.startswith("export_"):
-                from gankd_ganomaly.export import to_torchscript
+                from gankd_ganomaly.deploy.export import to_torchscript
 
                 score = to_torchscript(gan, base.channels, layout="channels_last" if cl else "standard")
 

@@ -1,7 +1,7 @@
 """What the benchmarks run: models of the paper's shapes, engine stages, batch sources, bare loops.
 
 Inputs are synthetic (uniform in [-1, 1], the range of the real preprocessed data) and kept in
-memory as one tensor, batched by :class:`gankd_ganomaly.data.ShuffledBatches` exactly as training
+memory as one tensor, batched by :class:`gankd.batches.ShuffledBatches` exactly as training
 does; so no dataset files are needed and the data pipeline is the real one.
 
 The *bare loops* below are the teacher / KDGAN-2 / KDGAN-4 steps written by hand in plain PyTorch,
@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from gankd import GAN, DistillationEngine, OptimizerConfig, Stage, StageState, get_structure
-from gankd_ganomaly.data import ShuffledBatches
+from gankd.batches import ShuffledBatches
 from gankd_ganomaly.hooks import GanomalyHooks
-from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
+from gankd_ganomaly.data import dataset_spec
+from gankd_ganomaly.networks import TEACHER_WIDTHS
 
 SHAPES = {"cifar10": 3, "mnist": 1, "fmnist": 1}  # channels of the 32x32 inputs
 STAGES = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4")
@@ -65,7 +66,7 @@ class Models:
         from gankd_ganomaly.experiment import RunConfig, channels_last_networks
 
         return channels_last_networks(RunConfig(dataset=self.dataset), {"teacher": TEACHER_WIDTHS,
-                                                                         "student": STUDENT_WIDTHS[self.dataset]})
+                                                                         "student": dataset_spec(self.dataset).student_widths})
 
 
 def build_models(dataset: str, seed: int = 0) -> Models:
@@ -73,7 +74,7 @@ def build_models(dataset: str, seed: int = 0) -> Models:
     hooks = GanomalyHooks(in_channels=SHAPES[dataset])
     torch.manual_seed(seed)
     teacher = hooks.build_gan(TEACHER_WIDTHS)
-    student = hooks.build_gan(STUDENT_WIDTHS[dataset])
+    student = hooks.build_gan(dataset_spec(dataset).student_widths)
     return Models(dataset, hooks, teacher, student)
 
 

@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dcgan_family import (LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS, DCGANHooks,  # noqa: E402
                           DeployedGenerator, generate)
 from gankd import DistillationEngine, OptimizerConfig, ProgressLogger, atomic_write_text, get_schedule, seed_everything  # noqa: E402
-from gankd_ganomaly.data import ShuffledBatches, load_labelled  # noqa: E402
-from gankd_ganomaly.flops import count_module  # noqa: E402
+from gankd.batches import ShuffledBatches  # noqa: E402
+from gankd_ganomaly.data import load_labelled  # noqa: E402
+from gankd_ganomaly.evaluation.flops import count_module  # noqa: E402
 
 ROWS = ("teacher", "student alone", "P-KDGAN-II-23")
 
@@ -123,7 +124,7 @@ def quality(model: Classifier, images: torch.Tensor, real_test_features: torch.T
 
 
 def count_generator(generator: nn.Module, latent_dim: int = LATENT_DIM) -> dict[str, int]:
-    """Params and FLOPs of the deployed generator (no projection), as ``gankd_ganomaly.flops`` counts."""
+    """Params and FLOPs of the deployed generator (no projection), as ``gankd_ganomaly.evaluation.flops`` counts."""
     return count_module(copy.deepcopy(DeployedGenerator(generator)), torch.zeros(1, latent_dim, 1, 1))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from gankd import atomic_write_bytes
-from gankd_ganomaly.data import CLASS_NAMES, load_one_class
+from gankd_ganomaly.data import dataset_spec, load_one_class
 from gankd_ganomaly.experiment import METHODS, RunConfig, run, save_json
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=None, help="folder containing cifar-10-batches-py/")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 with torchvision if missing")
-    p.add_argument("--normal-class", type=int, default=1, help="0-9: " + ", ".join(CLASS_NAMES["cifar10"]))
+    p.add_argument("--normal-class", type=int, default=1, help="0-9: " + ", ".join(dataset_spec("cifar10").class_names))
     p.add_argument("--schedule", choices=[m for m in METHODS if m != "teacher"], default="P-KDGAN-II-23")
     p.add_argument("--teacher-epochs", type=int, default=15)
     p.add_argument("--epochs", type=int, default=15, help="student epochs per stage")

@@ -16,11 +16,7 @@ IMAGE_SIZE = 32
 LATENT_DIM = 256
 
 TEACHER_WIDTHS: tuple[int, int, int] = (64, 128, 256)
-STUDENT_WIDTHS: dict[str, tuple[int, int, int]] = {
-    "cifar10": (8, 16, 64),
-    "mnist": (2, 4, 8),
-    "fmnist": (1, 2, 4),
-}
+# each dataset's student widths live in its registry entry (gankd_ganomaly.data.registry.DatasetSpec.student_widths)
 
 
 def check_widths(widths: Sequence[int]) -> tuple[int, int, int]:

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gankd_ganomaly.data import OneClassData, load_one_class  # noqa: E402
 from gankd_ganomaly.experiment import RunConfig  # noqa: E402
-from gankd_ganomaly.sweep import BUDGETS, _load_teacher, prepare_data, teacher_path  # noqa: E402
+from gankd_ganomaly.study.budgets import BUDGETS, prepare_data  # noqa: E402
+from gankd_ganomaly.study.sweep import _load_teacher, teacher_path  # noqa: E402
 
 BUDGET = BUDGETS["cpu"]
 

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gankd_ganomaly import data as data_module  # noqa: E402
+from gankd_ganomaly.data import builtin as data_module  # noqa: E402
 from gankd_ganomaly.cli import main as cli  # noqa: E402
 from gankd_ganomaly.data import OneClassData  # noqa: E402
 from gankd_ganomaly.evaluation import anomaly_scores, auroc, rates_at_threshold  # noqa: E402
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     score_fpr = sum(int(r["is_novel"]) for r in normal) / len(normal)
 
     # --- the same images from the IDX files, through the Python API ---
-    to = data_module._to_model_range
+    to = data_module.to_model_range
     # the folder lists files by name (zero-padded indices): test/good first, then test/other
     test_order = np.concatenate([test_idx[test_y[test_idx] == args.digit], test_idx[test_y[test_idx] != args.digit]])
     idx_data = OneClassData("mnist", args.digit, to(train_x[train_keep][:, None], 255.0),

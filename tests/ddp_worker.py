@@ -87,7 +87,8 @@ def main(out_dir: str, mode: str) -> None:
         batches = [b.tensor_split(world)[rank] for b in global_batches()]
         schedule = get_schedule("KDGAN-4", 2, OptimizerConfig(lr=1e-2))
     else:
-        from gankd_ganomaly.data import ShuffledBatches, load_one_class
+        from gankd.batches import ShuffledBatches
+        from gankd_ganomaly.data import load_one_class
         from gankd_ganomaly.hooks import GanomalyHooks
 
         hooks = GanomalyHooks(in_channels=1)

@@ -9,7 +9,8 @@ import torch
 
 from gankd import (Callback, CheckpointCallback, DistillationEngine, EvaluationCallback, OptimizerConfig,
                    get_schedule, load_checkpoint)
-from gankd_ganomaly.data import ShuffledBatches, load_one_class
+from gankd.batches import ShuffledBatches
+from gankd_ganomaly.data import load_one_class
 from gankd_ganomaly.evaluation import evaluate_auroc
 from gankd_ganomaly.hooks import GanomalyHooks
 

@@ -14,16 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankd_ganomaly.data import (
-    CHANNELS,
-    CLASS_NAMES,
-    DATASETS,
-    DatasetNotFoundError,
-    OneClassData,
-    ShuffledBatches,
-    iterate_batches,
-    load_one_class,
-)
+from gankd.batches import ShuffledBatches, iterate_batches
+from gankd_ganomaly.data import DATASETS, DatasetNotFoundError, OneClassData, dataset_spec, load_one_class
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 MNIST_RAW = SHARED / "MNIST" / "raw"
@@ -122,10 +114,13 @@ def cifar_npz() -> dict[str, np.ndarray]:
 
 def test_constants_are_consistent() -> None:
     assert DATASETS == ("digits", "mnist", "fmnist", "cifar10")
-    assert set(CLASS_NAMES) == set(CHANNELS) == set(DATASETS)
-    assert all(len(names) == 10 for names in CLASS_NAMES.values())
-    assert CLASS_NAMES["fmnist"][8] == "bag" and CLASS_NAMES["cifar10"][0] == "airplane"
-    assert CHANNELS == {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
+    assert DATASETS == ("digits", "mnist", "fmnist", "cifar10")
+    assert all(dataset_spec(d).num_classes == 10 for d in DATASETS)
+    assert dataset_spec("fmnist").class_names[8] == "bag" and dataset_spec("cifar10").class_names[0] == "airplane"
+    assert {d: dataset_spec(d).channels for d in DATASETS} == {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
+    # the paper's Table 4 students; digits borrows MNIST's
+    assert {d: dataset_spec(d).student_widths for d in DATASETS} == {
+        "digits": (2, 4, 8), "mnist": (2, 4, 8), "fmnist": (1, 2, 4), "cifar10": (8, 16, 64)}
 
 
 # --- digits -------------------------------------------------------------------------------------------------------
@@ -233,7 +228,7 @@ def test_cifar10_official_layout(tmp_path: Path, cifar_npz: dict[str, np.ndarray
     # Channel order: R, G, B planes (values from the dataset's README), first row of the first image.
     first_row = ((data.train[0, :, 0, :3] + 1) / 2 * 255).round().to(torch.int64)
     assert first_row.tolist() == [[59, 43, 50], [62, 46, 48], [63, 45, 43]]
-    assert data.channels == 3 and data.class_name == CLASS_NAMES["cifar10"][normal]
+    assert data.channels == 3 and data.class_name == dataset_spec("cifar10").class_names[normal]
     assert "cifar-10-batches-py" in data.source
 
 

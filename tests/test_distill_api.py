@@ -9,7 +9,7 @@ import torch
 from gankd import (CheckpointCallback, DistillationEngine, DistillationLoss, DistillTerm, OptimizerConfig, Schedule,
                    Stage, load_checkpoint)
 from gankd_ganomaly.experiment import RunConfig, run
-from gankd_ganomaly.flops import count_generator
+from gankd_ganomaly.evaluation.flops import count_generator
 from gankd_ganomaly.hooks import RECIPES
 
 from conftest import TINY_STUDENT, TINY_TEACHER, OnEpochEnd
@@ -153,7 +153,7 @@ def _stateful_schedule() -> Schedule:
 
 
 def test_resume_is_bit_identical_with_a_stateful_term_and_an_adaptor(hooks, tiny_pair, digits0, tmp_path):
-    from gankd_ganomaly.data import ShuffledBatches
+    from gankd.batches import ShuffledBatches
 
     teacher, student = tiny_pair
     start_t, start_s = copy.deepcopy(teacher), copy.deepcopy(student)

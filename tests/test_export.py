@@ -7,13 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from gankd import DistillationEngine, get_schedule
-from gankd_ganomaly.data import ShuffledBatches
+from gankd.batches import ShuffledBatches
 from gankd_ganomaly.evaluation import anomaly_scores
-from gankd_ganomaly.export import (LAYOUTS, BatchLastScorer, GanomalyScorer, _Col2ImDeconv, _conv2x2_batch_last,
-                                   _NativeDeconv, _SubpixelDeconv, _taps_2x2, default_layout, export_onnx,
+from gankd_ganomaly.data import dataset_spec
+from gankd_ganomaly.deploy import (LAYOUTS, BatchLastScorer, GanomalyScorer, default_layout, export_onnx,
                                    export_torchscript, onnx_available, scoring_module, to_torchscript)
+from gankd_ganomaly.deploy.batch_last import _conv2x2_batch_last, _taps_2x2
+from gankd_ganomaly.deploy.folded import _Col2ImDeconv, _NativeDeconv, _SubpixelDeconv
 from gankd_ganomaly.hooks import GanomalyHooks
-from gankd_ganomaly.networks import STUDENT_WIDTHS, TEACHER_WIDTHS
+from gankd_ganomaly.networks import TEACHER_WIDTHS
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
@@ -33,7 +35,7 @@ def trained(digits0):
     """A tiny MNIST-width student trained a few steps (student-alone) on digits class 0, and its eager scores."""
     hooks = GanomalyHooks(in_channels=1)
     torch.manual_seed(0)
-    student = hooks.build_gan(STUDENT_WIDTHS["mnist"])
+    student = hooks.build_gan(dataset_spec("mnist").student_widths)
     engine = DistillationEngine(hooks, None, student)
     engine.fit(get_schedule("student-alone", 1), ShuffledBatches(digits0.train, 16, seed=0))
     student.train()  # as training leaves it: export must use eval-mode statistics anyway
@@ -77,11 +79,11 @@ def test_scoring_module_accepts_a_gan_or_its_generator(trained, digits0):
 def test_default_layout_follows_the_widths():
     """Measured choices (benchmarks/): channels-last for widths >= 8, batch-last for widths <= 8."""
     hooks = GanomalyHooks(in_channels=1)
-    widths = (TEACHER_WIDTHS, STUDENT_WIDTHS["cifar10"], STUDENT_WIDTHS["mnist"], STUDENT_WIDTHS["fmnist"], (4, 16, 64))
+    widths = (TEACHER_WIDTHS, dataset_spec("cifar10").student_widths, dataset_spec("mnist").student_widths, dataset_spec("fmnist").student_widths, (4, 16, 64))
     picks = [default_layout(hooks.build_gan(w).generator) for w in widths]
     assert picks == ["channels_last", "channels_last", "batch_last", "batch_last", "standard"]
-    assert isinstance(scoring_module(hooks.build_gan(STUDENT_WIDTHS["mnist"])), BatchLastScorer)
-    assert isinstance(scoring_module(hooks.build_gan(STUDENT_WIDTHS["mnist"]), layout="standard"), GanomalyScorer)
+    assert isinstance(scoring_module(hooks.build_gan(dataset_spec("mnist").student_widths)), BatchLastScorer)
+    assert isinstance(scoring_module(hooks.build_gan(dataset_spec("mnist").student_widths), layout="standard"), GanomalyScorer)
 
 
 def test_export_checks_channels_type_and_layout(trained, tmp_path):
@@ -126,9 +128,9 @@ def test_batch_last_2x2_convolution_equals_conv2d_and_chains_on_its_own_views():
     assert torch.allclose(y2.permute(3, 0, 1, 2), expected2, atol=1e-4)
 
 
-@pytest.mark.parametrize("channels, widths", [(3, TEACHER_WIDTHS), (3, STUDENT_WIDTHS["cifar10"]),
-                                             (1, STUDENT_WIDTHS["mnist"]), (1, STUDENT_WIDTHS["fmnist"]),
-                                             (3, STUDENT_WIDTHS["mnist"])])
+@pytest.mark.parametrize("channels, widths", [(3, TEACHER_WIDTHS), (3, dataset_spec("cifar10").student_widths),
+                                             (1, dataset_spec("mnist").student_widths), (1, dataset_spec("fmnist").student_widths),
+                                             (3, dataset_spec("mnist").student_widths)])
 @pytest.mark.parametrize("layout, phase_tail", [("standard", False), ("standard", True), ("channels_last", False),
                                                 ("channels_last", True), ("batch_last", True)])
 def test_every_form_of_the_scoring_graph_matches_eager(channels, widths, layout, phase_tail):
@@ -161,7 +163,7 @@ def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, cap
     experiment.save_model(tmp_path / "model.pt", student, experiment.RunConfig(dataset="digits", method="student-alone"))
     assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "student.ts")]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["format"] == "torchscript" and record["widths"] == list(STUDENT_WIDTHS["mnist"])
+    assert record["format"] == "torchscript" and record["widths"] == list(dataset_spec("mnist").student_widths)
     assert record["layout"] == "batch_last"  # the default for a 2-4-8 student
     assert_parity(_scores(torch.jit.load(record["path"]), digits0.test), eager)
     assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "std.ts"), "--layout", "standard"]) == 0

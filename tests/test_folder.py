@@ -16,7 +16,7 @@ from gankd_ganomaly.data import load_one_class
 from gankd_ganomaly.evaluation import (anomaly_scores, calibrate_threshold, calibration_split,
                                        rates_at_threshold)
 from gankd_ganomaly.experiment import RunConfig, config_differences, load_model, make_hooks, run
-from gankd_ganomaly.folder import FolderDatasetError, decode_image, load_folder
+from gankd_ganomaly.data.folder import FolderDatasetError, decode_image, load_folder
 
 TINY = ["--teacher-widths", "4,8,16", "--epochs", "1", "--batch-size", "16", "--quiet", "--threads", "1"]
 
@@ -214,7 +214,7 @@ def test_folder_cli_teacher_distill_evaluate_plots_score_export(digits_folder, t
     rows = _read_csv(capsys.readouterr().out)
     assert list(rows[0]) == ["path", "score", "is_novel"] and all(r["is_novel"] == "1" for r in rows)
 
-    from gankd_ganomaly.export import read_metadata
+    from gankd_ganomaly.deploy.export import read_metadata
 
     assert main(["export", str(student), str(tmp_path / "s.ts")]) == 0
     meta = read_metadata(tmp_path / "s.ts")

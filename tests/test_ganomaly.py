@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from gankd import DistillationEngine, Losses, get_schedule
 from gankd_ganomaly.evaluation import anomaly_scores, auroc, evaluate_auroc
-from gankd_ganomaly.flops import compression_report, count_generator
+from gankd_ganomaly.evaluation.flops import compression_report, count_generator
 from gankd_ganomaly.hooks import GanomalyHooks
 from gankd_ganomaly.networks import TEACHER_WIDTHS, GanomalyGenerator
 

@@ -26,7 +26,7 @@ from gankd import CheckpointError, FolderLock
 from gankd_ganomaly.data import InvalidImagesError
 from gankd_ganomaly.evaluation import anomaly_scores
 from gankd_ganomaly.experiment import (ConfigError, RunConfig, build_gan, check_device, load_model, save_model)
-from gankd_ganomaly.export import scoring_module, to_torchscript
+from gankd_ganomaly.deploy.export import scoring_module, to_torchscript
 from gankd_ganomaly.hooks import GanomalyHooks
 
 ROOT = Path(__file__).resolve().parents[1]

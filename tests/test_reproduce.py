@@ -16,9 +16,10 @@ import torch
 
 from gankd_ganomaly import reproduce_cli
 from gankd_ganomaly.data import load_one_class
-from gankd_ganomaly.report import fmt_auroc, fmt_mean_std, fmt_pp, fmt_ratio
-from gankd_ganomaly.sweep import (BUDGETS, LOSSY_MARKER, SOURCE_MARKER, cifar10_provenance, prepare_cifar10_subset,
-                                  record_path, run_sweep, teacher_path)
+from gankd_ganomaly.study.records import fmt_auroc, fmt_mean_std, fmt_pp, fmt_ratio
+from gankd_ganomaly.data.cifar_prep import LOSSY_MARKER, SOURCE_MARKER, cifar10_provenance, prepare_cifar10_subset
+from gankd_ganomaly.study.budgets import BUDGETS
+from gankd_ganomaly.study.sweep import record_path, run_sweep, teacher_path
 
 torch.set_num_threads(1)
 
@@ -212,7 +213,7 @@ def test_report_renders_controlled_runs_against_their_base(tmp_path, capsys):
 
 
 def test_records_of_another_budget_are_not_mixed(sweep):
-    from gankd_ganomaly.sweep import SweepError
+    from gankd_ganomaly.study.sweep import SweepError
 
     with pytest.raises(SweepError, match="budget 'smoke'"):
         run_sweep(["digits"], [CLASS], ["student-alone"], [0], "cpu", sweep["out"], log=lambda line: None)
@@ -276,7 +277,7 @@ def test_batches_written_by_to_batches_py_are_recognised_as_lossy(tmp_path):
 
 
 def test_sweep_runs_the_recommended_recipe_and_the_reconstruction_control(tmp_path):
-    from gankd_ganomaly.sweep import record_path, run_sweep
+    from gankd_ganomaly.study.sweep import record_path, run_sweep
 
     run_sweep(["digits"], [3], ["recommended", "student-alone-wcon40"], [0], "smoke", tmp_path, log=lambda line: None)
     rec = json.loads(record_path(tmp_path, "digits", 3, "recommended", 0).read_text())
@@ -293,8 +294,8 @@ def test_sweep_runs_the_recommended_recipe_and_the_reconstruction_control(tmp_pa
 
 
 def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_control(tmp_path):
-    from gankd_ganomaly.report import write_report
-    from gankd_ganomaly.sweep import RECORD_FORMAT, record_path
+    from gankd_ganomaly.study.report import write_report
+    from gankd_ganomaly.study.sweep import RECORD_FORMAT, record_path
 
     def write(out, method, c, seed, auroc):
         path = record_path(out, "mnist", c, method, seed)

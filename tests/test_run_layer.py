@@ -236,9 +236,41 @@ def test_ganomaly_runs_from_a_schedule_file_and_its_teacher_model_file(tmp_path)
 
 def test_a_sweep_teacher_is_a_model_file_for_the_adapter(tmp_path):
     from gankd_ganomaly.experiment import load_model
-    from gankd_ganomaly.sweep import run_sweep, teacher_path
+    from gankd_ganomaly.study.sweep import run_sweep, teacher_path
 
     run_sweep(["digits"], [3], ["teacher"], [0], "smoke", tmp_path, log=lambda line: None)
     gan, header = load_model(teacher_path(tmp_path, "digits", 3, 0, "smoke"), role="teacher")
     assert header["role"] == "teacher" and header["widths"] == [64, 128, 256] and header["in_channels"] == 1
     assert sum(p.numel() for p in gan.generator.parameters()) == 5_117_568
+
+
+def test_every_model_file_the_adapter_writes_is_a_gankd_model_file(tmp_path):
+    """One format on the write side: a run's model.pt and a sweep teacher load through gankd.modelfile (the family
+    rebuilt by name), and a file in the earlier adapter format still loads through the adapter."""
+    import gankd
+    import gankd.modelfile
+    from gankd_ganomaly.data import load_one_class
+    from gankd_ganomaly.experiment import MODEL_FORMAT, RunConfig, load_model, run
+    from gankd_ganomaly.study.sweep import run_sweep, teacher_path
+
+    run_sweep(["digits"], [3], ["teacher"], [0], "smoke", tmp_path / "sweep", log=lambda line: None)
+    cfg = RunConfig(dataset="digits", normal_class=3, method="student-alone", epochs=1, batch_size=32, seed=0)
+    record, trained = run(cfg, load_one_class("digits", 3), verbose=False, out_dir=tmp_path / "run")
+    for path, role, widths in ((teacher_path(tmp_path / "sweep", "digits", 3, 0, "smoke"), "teacher", [64, 128, 256]),
+                               (tmp_path / "run" / "model.pt", "student", [2, 4, 8])):
+        raw = gankd.load_checkpoint(path)
+        assert raw["format"] == gankd.modelfile.MODEL_FORMAT and raw["family"] == "ganomaly"
+        gan, header = gankd.modelfile.load_model(path, role=role)  # no adapter code named: the entry point
+        assert list(gan.generator.widths) == widths and header["family_args"] == {"in_channels": 1, "latent_dim": 256}
+        _, adapter_header = load_model(path, role=role)
+        assert adapter_header["dataset"] == "digits" and adapter_header["normal_class"] == 3
+    assert adapter_header["threshold"] == record["threshold"]  # the run's calibrated threshold travels in the file
+    # a model file of the earlier adapter format (gankd-ganomaly-model) still loads
+    old = tmp_path / "old.pt"
+    gankd.save_checkpoint(old, {"format": MODEL_FORMAT, "format_version": 1, "method": "student-alone",
+                                "role": "student", "dataset": "digits", "normal_class": 3, "in_channels": 1,
+                                "widths": [2, 4, 8], "latent_dim": 256, "config": cfg.to_dict(),
+                                "state_dict": trained.state_dict()})
+    gan, header = load_model(old, role="student")
+    assert header["method"] == "student-alone"
+    assert all(torch.equal(a, b) for a, b in zip(gan.state_dict().values(), trained.state_dict().values()))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gankd import DistillationEngine, OptimizerConfig, get_schedule
-from gankd_ganomaly.data import ShuffledBatches
+from gankd.batches import ShuffledBatches
 from gankd_ganomaly.evaluation import evaluate_auroc
 from gankd_ganomaly.hooks import GanomalyHooks
 

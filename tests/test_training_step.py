@@ -43,7 +43,7 @@ def test_grad_clip_bounds_each_update(hooks, tiny_pair, digits0):
 
 
 def test_cosine_schedule_is_applied_recorded_and_resumed_bit_identically(hooks, tiny_pair, digits0, tmp_path):
-    from gankd_ganomaly.data import ShuffledBatches
+    from gankd.batches import ShuffledBatches
 
     teacher, student = tiny_pair
     stage = Stage("KDGAN-2", 3, OptimizerConfig(lr=1e-3), lr_schedule={"name": "cosine"})

@@ -4,29 +4,24 @@ Every finished run writes one JSON record, atomically, to
 ``OUT/records/{dataset}/{class}/{method}/seed{seed}.json``; a re-run skips every record already there, so a sweep
 that was stopped resumes where it stopped. Students distil from the teacher trained for the same dataset, class
 and seed under the same budget: it is trained once and kept at ``OUT/teachers/{dataset}_c{class}_s{seed}_{budget}.pt``
-(written with :func:`gankd.save_checkpoint`, read with :func:`gankd.load_checkpoint` + :func:`gankd.load_weights`).
+as a gankd model file (:func:`gankd_ganomaly.experiment.save_model`) whose metadata holds the budget and the
+teacher's record; teachers written in the earlier `gankd-reproduce-teacher` format are still read.
 
-Budgets (:data:`BUDGETS`) fix epochs, batch size, learning rate, evaluation frequency and an optional deterministic
+Budgets (:data:`gankd_ganomaly.study.budgets.BUDGETS`) fix epochs, batch size, learning rate, evaluation frequency and an optional deterministic
 train subsample; each record names its budget and carries the budget's full definition. AUROC is always that of
 the LAST epoch (never the best), on the whole test split unless the budget says otherwise (then the record says so).
 
 Methods are the GAN methods of :data:`gankd_ganomaly.experiment.METHODS` plus the baselines ``ocsvm`` and ``kde``
-(:mod:`gankd_ganomaly.baselines`), which are deterministic and so run once per class (recorded as ``seed0``).
+(:mod:`gankd_ganomaly.evaluation.baselines`), which are deterministic and so run once per class (recorded as ``seed0``).
 
-CIFAR-10 provenance: a root made by :func:`prepare_cifar10_from_jpeg` (or ``to_batches.py`` by hand, recognised by
-its file names) is the JPEG-recompressed copy: records get ``lossy_cifar10_jpeg: true``. :func:`prepare_cifar10_subset`
-writes the exact 4000/1000-image subset, or the same images decoded from the JPEG copy, to measure what the JPEG
-copy does to AUROC on identical images.
+CIFAR-10 records carry the provenance of their root (:func:`gankd_ganomaly.data.cifar_prep.cifar10_provenance`):
+a JPEG-recompressed copy is recorded as lossy.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
-import os
-import pickle
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,14 +32,17 @@ import numpy as np
 import torch
 
 import gankd
+import gankd.modelfile
 
-from .baselines import BASELINES, run_baseline
-from .data import CHANNELS, CLASS_NAMES, DATASETS, OneClassData, load_one_class
-from .experiment import EXECUTION_FIELDS, METHODS, SWEEP_TEACHER_FORMAT, RunConfig, run
-from .hooks import GanomalyHooks
+from ..data import DATASETS, OneClassData, dataset_spec, load_one_class
+from ..data.builtin import resolve_root
+from ..data.cifar_prep import cifar10_provenance
+from ..evaluation.baselines import BASELINES, run_baseline
+from ..experiment import EXECUTION_FIELDS, METHODS, SWEEP_TEACHER_FORMAT, RunConfig, run, save_model
+from ..hooks import GanomalyHooks
+from .budgets import EVAL_MS, TRAIN_MS, TYPICAL_TEST, TYPICAL_TRAIN, Budget, get_budget, prepare_data
 
 RECORD_FORMAT = "gankd-reproduce-record"
-TEACHER_FORMAT = SWEEP_TEACHER_FORMAT
 # Controls: a method run with other GANomaly loss weights, recorded under its own name. The reconstruction
 # control is the student alone with w_con raised by the weight the recommended recipe gives K's l1(x_hat) term:
 # it tells how much of that recipe's gain is the extra reconstruction pressure rather than the teacher.
@@ -58,97 +56,10 @@ PAPER_METHODS: tuple[str, ...] = ("teacher", "student-alone", "KDGAN-1", "KDGAN-
 # The paper's Figure 2: automobile (CIFAR-10), 5 (MNIST), bag (Fashion-MNIST); digits mirrors MNIST.
 FIGURE2_CLASSES: dict[str, int] = {"cifar10": 1, "mnist": 5, "fmnist": 8, "digits": 5}
 
-LOSSY_MARKER = "LOSSY_JPEG_COPY"
-SOURCE_MARKER = "GANKD_SOURCE.json"
-CIFAR_DIR = "cifar-10-batches-py"
-_TO_BATCHES_NAME = re.compile(r"^(data_batch_[1-5]|test_batch)_\d{5}\.png$")  # file names to_batches.py writes
 
 
 class SweepError(RuntimeError):
     """The sweep cannot go on safely: e.g. the output folder holds records of another budget."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much training one run gets. ``student_epochs`` is per stage (the paper's M).
-
-    ``max_train_images``: keep only the first N normal-class training images, in file order (deterministic, the
-    same for every seed and method); ``None`` keeps all. ``max_test_images``: ``None`` = the whole test split (the
-    default of every preset); else a deterministic subsample, evenly spaced within normal and within novel images.
-    ``teacher_eval_every`` / ``student_eval_every``: test AUROC every N epochs (always at each stage's last epoch).
-    """
-
-    name: str
-    teacher_epochs: int
-    student_epochs: int
-    batch_size: int
-    lr: float
-    teacher_eval_every: int
-    student_eval_every: int
-    max_train_images: int | None = None
-    max_test_images: int | None = None
-    description: str = ""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def epochs(self, method: str) -> int:
-        return self.teacher_epochs if method == "teacher" else self.student_epochs
-
-    def eval_every(self, method: str) -> int:
-        return self.teacher_eval_every if method == "teacher" else self.student_eval_every
-
-
-BUDGETS: dict[str, Budget] = {
-    "paper": Budget(
-        "paper", teacher_epochs=500, student_epochs=500, batch_size=1, lr=0.002, teacher_eval_every=1,
-        student_eval_every=1,
-        description="what the paper states: Adam lr 0.002, batch 1, 500 epochs (per stage), every normal-class "
-                    "training image, whole test split, AUROC every epoch. A GPU job: on one CPU core a single "
-                    "MNIST teacher would take weeks."),
-    "cpu": Budget(
-        "cpu", teacher_epochs=8, student_epochs=10, batch_size=32, lr=0.0002, teacher_eval_every=8,
-        student_eval_every=1, max_train_images=500,
-        description="a small budget for one CPU core: the first 500 normal-class training images (file order), "
-                    "teacher 8 epochs, students 10 epochs per stage (3 epochs, 48 steps, left students in the early "
-                    "phase where AUROC is inverted), batch 32, Adam lr 0.0002 (GANomaly's default: at batch 16-32 "
-                    "the paper's batch-1 lr 0.002 inverted the AUROC of digits teachers for their first ~10 epochs, "
-                    "while 0.0002 trained stably; measured on digits, which is not in this grid); whole test split; "
-                    "teacher AUROC only after its last epoch (a full-test teacher evaluation costs ~15-25 s on one "
-                    "core), student AUROC every epoch. About 6 minutes per class for teacher, student-alone and "
-                    "P-KDGAN-II-23 on one core; the whole required grid needs several core-hours."),
-    "full-data": Budget(
-        "full-data", teacher_epochs=8, student_epochs=5, batch_size=32, lr=0.0002, teacher_eval_every=1,
-        student_eval_every=1,
-        description="every normal-class training image (about 5,000-6,000, 11-12x the cpu budget), teacher 8 "
-                    "epochs (about 43,000 image-steps, 11x the cpu budget's 4,000: in results/gap_study.json the "
-                    "MNIST 8 teacher went from 0.744 at 4,000 steps to 0.90-0.91 at 12,000-16,000, so 8 epochs "
-                    "of all images reach the flat part), students 5 epochs per stage (27,000 steps, 5x the cpu "
-                    "budget), batch 32, Adam lr 0.0002, whole test split, AUROC after every epoch of every run so "
-                    "that the curve shows whether it flattened. About 35 minutes per (class, seed) for teacher, "
-                    "student-alone, recommended and P-KDGAN-II-23 on one core."),
-    "smoke": Budget(
-        "smoke", teacher_epochs=1, student_epochs=1, batch_size=32, lr=0.002, teacher_eval_every=1,
-        student_eval_every=1, max_train_images=64,
-        description="plumbing check only (tests): 1 epoch per stage on the first 64 training images; its AUROC "
-                    "figures mean nothing."),
-}
-
-# Rough single-core cost per training image and epoch (ms, teacher 64-128-256, batch 32, measured on a shared
-# 2-core machine) and per test image and evaluation; only used to print an ETA.
-_TRAIN_MS = {"teacher": 20.0, "student-alone": 1.2, "KDGAN-1": 3.5, "KDGAN-2": 4.0, "KDGAN-3": 20.0,
-             "KDGAN-4": 22.0}
-_EVAL_MS = {"teacher": 2.5, "student": 0.25}
-_TYPICAL_TRAIN = {"digits": 125, "mnist": 6000, "fmnist": 6000, "cifar10": 5000}
-_TYPICAL_TEST = {"digits": 540, "mnist": 10000, "fmnist": 10000, "cifar10": 10000}
-
-
-def get_budget(budget: str | Budget) -> Budget:
-    if isinstance(budget, Budget):
-        return budget
-    if budget not in BUDGETS:
-        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}; got {budget!r}")
-    return BUDGETS[budget]
 
 
 # --- paths ----------------------------------------------------------------------------------------------------
@@ -160,190 +71,6 @@ def record_path(out_dir: str | Path, dataset: str, normal_class: int, method: st
 
 def teacher_path(out_dir: str | Path, dataset: str, normal_class: int, seed: int, budget: str) -> Path:
     return Path(out_dir) / "teachers" / f"{dataset}_c{normal_class}_s{seed}_{budget}.pt"
-
-
-# --- CIFAR-10 preparation and provenance ----------------------------------------------------------------------
-
-
-def _write_python_batches(dest: Path, train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
-                          test_labels: np.ndarray, stem: str) -> None:
-    """Official python layout: data_batch_1..5 (train split in five parts), test_batch, batches.meta."""
-    dest.mkdir(parents=True, exist_ok=True)
-    parts = [(f"data_batch_{i + 1}", d, lab) for i, (d, lab) in
-             enumerate(zip(np.array_split(train, 5), np.array_split(train_labels, 5)))]
-    parts.append(("test_batch", test, test_labels))
-    for name, data, labels in parts:
-        batch = {b"batch_label": name.encode(), b"labels": [int(x) for x in labels],
-                 b"data": np.ascontiguousarray(data, dtype=np.uint8),
-                 b"filenames": [f"{stem}_{name}_{i:05d}".encode() for i in range(len(data))]}
-        gankd.atomic_write_bytes(dest / name, pickle.dumps(batch, protocol=2))
-    names = [n.encode() for n in CLASS_NAMES["cifar10"]]
-    gankd.atomic_write_bytes(dest / "batches.meta", pickle.dumps(
-        {b"label_names": names, b"num_cases_per_batch": int(np.ceil(len(train) / 5)), b"num_vis": 3072}, protocol=2))
-
-
-def _write_markers(dest: Path, variant: str, lossy: bool, made_from: str, train: int, test: int, note: str) -> None:
-    info = {"variant": variant, "lossy_jpeg": lossy, "made_from": made_from, "train_images": train,
-            "test_images": test, "note": note, "made_by": f"gankd_ganomaly.sweep ({gankd.__version__})",
-            "made_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    gankd.atomic_write_text(dest / SOURCE_MARKER, json.dumps(info, indent=1) + "\n")
-    if lossy:
-        gankd.atomic_write_text(dest / LOSSY_MARKER, "These CIFAR-10 batches were decoded from a JPEG-recompressed "
-                                "copy (quality ~75): pixels are NOT the original ones. Label every figure "
-                                f"measured on them as such.\nSource: {made_from}\n")
-    else:
-        (dest / LOSSY_MARKER).unlink(missing_ok=True)
-
-
-def prepare_cifar10_from_jpeg(out_root: str | Path, jpeg_dir: str | Path, *, python: str | None = None) -> Path:
-    """Decode the JPEG-recompressed CIFAR-10 copy into ``out_root/cifar-10-batches-py`` (official python layout).
-
-    ``jpeg_dir`` is the folder holding ``to_batches.py`` and ``cifar10_jpeg.npz``; its script is run in a
-    subprocess (about half a minute). Then writes the markers ``LOSSY_JPEG_COPY`` and ``GANKD_SOURCE.json`` beside
-    the batches, so every sweep record made from this root says its pixels are lossy. Returns the batches folder.
-    """
-    jpeg_dir, out_root = Path(jpeg_dir), Path(out_root)
-    script = jpeg_dir / "to_batches.py"
-    if not script.is_file():
-        raise FileNotFoundError(f"{script} not found: give the folder that holds to_batches.py and cifar10_jpeg.npz")
-    out_root.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([python or sys.executable, str(script), str(out_root)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script} failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    dest = out_root / CIFAR_DIR
-    _write_markers(dest, "jpeg-full", True, str(jpeg_dir.resolve()), 50000, 10000,
-                   "full CIFAR-10 decoded from the JPEG-recompressed copy; split and labels are the original ones")
-    return dest
-
-
-def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, count: int) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    out = np.empty((count, 3072), dtype=np.uint8)
-    for i in range(count):
-        with Image.open(io.BytesIO(blob[offsets[i]:offsets[i + 1]].tobytes())) as img:
-            out[i] = np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).reshape(-1)
-    return out
-
-
-def prepare_cifar10_subset(out_root: str | Path, partial_npz: str | Path, *,
-                           jpeg_npz: str | Path | None = None) -> Path:
-    """Write the exact CIFAR-10 subset (the first 4000 training and first 1000 test images) in the python layout.
-
-    ``partial_npz`` is ``cifar10_partial.npz`` (exact pixels). With ``jpeg_npz`` (``cifar10_jpeg.npz``) the SAME
-    images are taken from the JPEG-recompressed copy instead (labels are checked to match), marked lossy: sweeping
-    both roots measures how much the JPEG copy moves AUROC on identical images. Returns the batches folder.
-    """
-    part = np.load(partial_npz)
-    train_labels, test_labels = np.asarray(part["train_labels"]), np.asarray(part["test_labels"])
-    n_train, n_test = len(train_labels), len(test_labels)
-    dest = Path(out_root) / CIFAR_DIR
-    if jpeg_npz is None:
-        train, test = np.asarray(part["train_data"]), np.asarray(part["test_data"])
-        variant, lossy, made_from = "exact-subset", False, str(Path(partial_npz).resolve())
-        note = (f"exact pixels: the first {n_train} CIFAR-10 training images and the first {n_test} test images "
-                "(a subset, not the full dataset)")
-    else:
-        src = np.load(jpeg_npz)
-        if not (np.array_equal(np.asarray(src["train_labels"][:n_train]), train_labels)
-                and np.array_equal(np.asarray(src["test_labels"][:n_test]), test_labels)):
-            raise ValueError(f"{jpeg_npz}: its first {n_train}/{n_test} labels differ from {partial_npz}'s; "
-                             "they are not the same images")
-        train = _decode_jpegs(src["train_jpeg"], src["train_offsets"], n_train)
-        test = _decode_jpegs(src["test_jpeg"], src["test_offsets"], n_test)
-        variant, lossy, made_from = "jpeg-subset", True, str(Path(jpeg_npz).resolve())
-        note = (f"the same {n_train}/{n_test} images as the exact subset, decoded from the JPEG-recompressed copy "
-                "(lossy pixels)")
-    _write_python_batches(dest, train, train_labels, test, test_labels, variant)
-    _write_markers(dest, variant, lossy, made_from, n_train, n_test, note)
-    return dest
-
-
-def _resolve_root(root: str | Path | None) -> Path:
-    if root is None:
-        root = os.environ.get("GANKD_DATA_ROOT") or Path.home() / ".cache" / "gankd" / "data"
-    return Path(root).expanduser()
-
-
-def cifar10_provenance(root: str | Path | None, cifar_jpeg: bool = False) -> dict:
-    """What a CIFAR-10 root holds: ``{"cifar10_variant", "lossy_cifar10_jpeg", "cifar10_marker"}``.
-
-    Variants: ``official`` (exact original batches, as far as can be told), ``jpeg-full``, ``exact-subset``,
-    ``jpeg-subset``. Lossy when a marker says so, when the test batch carries the file names ``to_batches.py``
-    writes, or when ``cifar_jpeg`` (the ``--cifar-jpeg`` flag) says so.
-    """
-    dest = _resolve_root(root) / CIFAR_DIR
-    marker: dict | None = None
-    if (dest / SOURCE_MARKER).is_file():
-        marker = json.loads((dest / SOURCE_MARKER).read_text())
-        variant, lossy = marker.get("variant", "unknown"), bool(marker.get("lossy_jpeg"))
-    elif (dest / LOSSY_MARKER).is_file():
-        variant, lossy = "jpeg-full", True
-    elif _made_by_to_batches(dest / "test_batch"):
-        variant, lossy = "jpeg-full", True
-    else:
-        variant, lossy = "official", False
-    if cifar_jpeg and not lossy:
-        variant, lossy = "jpeg-full", True
-    return {"cifar10_variant": variant, "lossy_cifar10_jpeg": lossy, "cifar10_marker": marker}
-
-
-def _made_by_to_batches(path: Path) -> bool:
-    """True when a CIFAR test batch carries the file names the JPEG copy's to_batches.py writes."""
-    if not path.is_file():
-        return False
-    try:
-        from .data import _ArrayOnlyUnpickler  # the allow-list unpickler: a crafted file cannot run code
-
-        with path.open("rb") as f:
-            batch = _ArrayOnlyUnpickler(f, encoding="latin1").load()
-        names = batch.get(b"filenames", batch.get("filenames")) if isinstance(batch, dict) else None
-        first = names[0] if names else b""
-        first = first.decode("latin1") if isinstance(first, bytes) else str(first)
-        return bool(_TO_BATCHES_NAME.match(first))
-    except Exception:  # unreadable here: the loader will raise its own, better, error
-        return False
-
-
-# --- data -----------------------------------------------------------------------------------------------------
-
-
-def _subsample_test(labels: torch.Tensor, limit: int) -> torch.Tensor:
-    """Indices of ``limit`` test images: evenly spaced within normal and within novel images, proportionally."""
-    idx = []
-    n = len(labels)
-    for value in (0, 1):
-        group = (labels == value).nonzero().flatten()
-        k = max(1, round(limit * len(group) / n))
-        pick = np.unique(np.linspace(0, len(group) - 1, min(k, len(group))).round().astype(np.int64))
-        idx.append(group[torch.from_numpy(pick)])
-    return torch.cat(idx).sort().values
-
-
-def prepare_data(data: OneClassData, budget: Budget) -> tuple[OneClassData, dict]:
-    """Apply the budget's deterministic subsampling; returns the data and what was done (for the records)."""
-    info: dict[str, Any] = {"train_images_available": int(len(data.train)),
-                            "test_images_available": int(len(data.test))}
-    train = data.train
-    if budget.max_train_images is not None and len(train) > budget.max_train_images:
-        train = train[:budget.max_train_images]
-        info["train_subsample"] = (f"first {budget.max_train_images} of {len(data.train)} normal-class training "
-                                   "images, in file order (the same for every method and seed)")
-    else:
-        info["train_subsample"] = None
-    test, labels = data.test, data.test_labels
-    if budget.max_test_images is not None and len(test) > budget.max_test_images:
-        keep = _subsample_test(labels, budget.max_test_images)
-        test, labels = test[keep], labels[keep]
-        info["test_subsample"] = (f"{len(keep)} of {len(data.test)} test images, evenly spaced within normal and "
-                                  "within novel images (deterministic)")
-    else:
-        info["test_subsample"] = None
-    info["train_images"], info["test_images"] = int(len(train)), int(len(test))
-    info["test_normal_images"] = int((labels == 0).sum())
-    return dataclasses.replace(data, train=train, test=test, test_labels=labels), info
 
 
 # --- the sweep --------------------------------------------------------------------------------------------------
@@ -372,7 +99,7 @@ class SweepSummary:
 
 
 def _label(dataset: str, c: int, seed: int, method: str) -> str:
-    return f"{dataset} class {c} ({CLASS_NAMES[dataset][c]}) seed {seed} {method}"
+    return f"{dataset} class {c} ({dataset_spec(dataset).class_names[c]}) seed {seed} {method}"
 
 
 def method_config(method: str, budget: Budget, **fields: Any) -> RunConfig:
@@ -383,16 +110,17 @@ def method_config(method: str, budget: Budget, **fields: Any) -> RunConfig:
 
 
 def _estimate_ms(dataset: str, method: str, budget: Budget) -> float:
-    n = _TYPICAL_TRAIN[dataset] if budget.max_train_images is None else min(budget.max_train_images,
-                                                                           _TYPICAL_TRAIN[dataset])
-    t = _TYPICAL_TEST[dataset] if budget.max_test_images is None else min(budget.max_test_images,
-                                                                         _TYPICAL_TEST[dataset])
+    n = TYPICAL_TRAIN[dataset] if budget.max_train_images is None else min(budget.max_train_images,
+                                                                           TYPICAL_TRAIN[dataset])
+    t = TYPICAL_TEST[dataset] if budget.max_test_images is None else min(budget.max_test_images,
+                                                                         TYPICAL_TEST[dataset])
     if method in BASELINES:
         return 1e3 + 6.0 * n if method == "ocsvm" else 2e3 + 12.0 * n
     schedule = method_config(method, budget).schedule()
-    ms = sum(_TRAIN_MS.get(s.structure.name, 17.0) * s.epochs * n for s in schedule.stages)
+    ms = sum(TRAIN_MS.get(s.structure.name, 17.0) * s.epochs * n for s in schedule.stages)
     evals = sum(-(-s.epochs // budget.eval_every(method)) for s in schedule.stages)
-    return ms + evals * t * _EVAL_MS["teacher" if method == "teacher" else "student"]
+    return ms + evals * t * EVAL_MS["teacher" if method == "teacher" else "student"]
+
 
 
 def _fmt_s(seconds: float) -> str:
@@ -428,28 +156,33 @@ def _teacher_config(cfg: RunConfig) -> dict:
 
 
 def _save_teacher(path: Path, gan: gankd.GAN, cfg: RunConfig, budget: Budget, record: dict) -> None:
-    gankd.save_checkpoint(path, {
-        "format": TEACHER_FORMAT, "format_version": 1, "version": gankd.__version__, "budget": budget.name,
-        "budget_spec": budget.to_dict(), "config": _teacher_config(cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in gan.state_dict().items()},
-        "record_json": json.dumps(record),
-    })
+    """A gankd model file (so ``evaluate``, ``export`` and ``distill --teacher`` take it) whose metadata also holds
+    the budget and the teacher's record (restored when its record file is missing)."""
+    save_model(path, gan, cfg, config=_teacher_config(cfg),
+               extra={"budget": budget.name, "budget_spec": budget.to_dict(), "record_json": json.dumps(record)})
 
 
 def _load_teacher(path: Path, cfg: RunConfig, budget: Budget) -> tuple[gankd.GAN, dict]:
     payload = gankd.load_checkpoint(path)
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
+    if isinstance(payload, dict) and payload.get("format") == gankd.modelfile.MODEL_FORMAT:
+        info, state_dict = payload.get("metadata") or {}, payload["state_dict"]
+    elif isinstance(payload, dict) and payload.get("format") == SWEEP_TEACHER_FORMAT:  # written before the one format
+        info, state_dict = payload, payload["state_dict"]
+    else:
         raise SweepError(f"{path} is not a teacher checkpoint written by this sweep")
-    _check_budget(str(path), payload.get("budget"), payload.get("budget_spec"), budget)
-    saved, wanted = payload.get("config") or {}, _teacher_config(cfg)
+    if "record_json" not in info:
+        raise SweepError(f"{path} is a model file, but not a teacher written by this sweep (it has no record)")
+    _check_budget(str(path), info.get("budget"), info.get("budget_spec"), budget)
+    saved, wanted = info.get("config") or {}, _teacher_config(cfg)
     differ = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])  # fields added later: ignored
     if differ or not saved:
         changes = "; ".join(f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in differ) or "no config saved"
         raise SweepError(f"{path} was trained with another config ({changes}). Delete it or use another --out "
                          "folder")
-    gan = GanomalyHooks(in_channels=CHANNELS[cfg.dataset], weights=cfg.loss_weights).build_gan(cfg.teacher_widths)
-    gankd.load_weights(gan, payload["state_dict"], what=f"teacher ({path})")
-    return gan, json.loads(payload["record_json"])
+    gan = GanomalyHooks(in_channels=dataset_spec(cfg.dataset).channels,
+                        weights=cfg.loss_weights).build_gan(cfg.teacher_widths)
+    gankd.load_weights(gan, state_dict, what=f"teacher ({path})")
+    return gan, json.loads(info["record_json"])
 
 
 def run_sweep(
@@ -578,7 +311,7 @@ def run_sweep(
             root = cifar_root if (dataset == "cifar10" and cifar_root is not None) else data_root
             raw = load_one_class(dataset, c, root=root)
             data, info = prepare_data(raw, budget)
-            info["data_root"] = None if dataset == "digits" else str(_resolve_root(root))
+            info["data_root"] = None if dataset == "digits" else str(resolve_root(root))
             info["data_source"] = raw.source
             info["lossy_cifar10_jpeg"] = False
             if dataset == "cifar10":

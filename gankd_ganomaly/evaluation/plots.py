@@ -105,7 +105,7 @@ def write_evaluation_plots(folder: str | Path, hooks, gan, images: torch.Tensor,
                            scores: torch.Tensor, threshold: float | None, *, bn_mode: str = "eval",
                            auroc: float | None = None, most_novel: int = MOST_NOVEL) -> list[str]:
     """Write roc.png, histogram.png and most_novel.png into ``folder`` (created); returns their paths."""
-    from .evaluation import scoring_mode
+    from .scoring import scoring_mode
 
     plt = _pyplot()
     folder = Path(folder)

@@ -249,7 +249,7 @@ def load_folder(root: str | os.PathLike[str], channels: int | None = None, *, ca
     folder. ``channels``: 1, 3, or None (read from the images). ``cache=False`` decodes every file again and
     writes no cache.
     """
-    from .data import OneClassData
+    from .containers import OneClassData
 
     root = Path(root).expanduser()
     train_files, test_groups = folder_layout(root)
@@ -275,3 +275,24 @@ def load_folder(root: str | os.PathLike[str], channels: int | None = None, *, ca
     return OneClassData(dataset="folder", normal_class=0, train=train, test=test, test_labels=labels, source=source,
                         train_files=tuple(map(str, train_files)), test_files=tuple(map(str, test_files)),
                         test_kinds=tuple(kinds))
+
+
+def load_image_folder(folder: str | Path, channels: int, size: int = 32) -> tuple[torch.Tensor, list[str]]:
+    """PNG/JPEG/BMP/TIFF files of ``folder`` (sorted by name) as (N, channels, 32, 32) in [-1, 1], and their
+    paths (``folder/name``).
+
+    Decoded as a folder dataset's images (:func:`read_images`): 8- or 16-bit values divided
+    by their bit depth's maximum, converted to ``channels`` (1 gray, 3 colour), resized to 32x32 (bilinear), so
+    they match the training data. A missing folder, a folder without images, or a file that cannot be read
+    raises a named error giving the path.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"image folder {str(folder)!r} has no {'/'.join(IMAGE_SUFFIXES)} files")
+    images, _ = read_images(files, channels, size)
+    return images, [str(p) for p in files]
+
+

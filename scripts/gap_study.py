@@ -14,7 +14,7 @@ mode at test), each variant changes one factor:
 Whole MNIST test split (10,000 images); AUROC of the last epoch, never the best. One class, one seed: it shows
 which factor moves AUROC by how much at this budget, not the paper's figures.
 
-    python results/gap_study.py    # writes results/gap_study.json after each run (resumable); ~35 min, 1 thread
+    python scripts/gap_study.py    # writes results/gap_study.json after each run (resumable); ~35 min, 1 thread
 """
 import dataclasses
 import json
@@ -28,9 +28,9 @@ from gankd_ganomaly.data import load_one_class
 from gankd_ganomaly.evaluation import evaluate_auroc
 from gankd_ganomaly.experiment import RunConfig, make_hooks, run
 from gankd_ganomaly.hooks import GanomalyLossWeights
-from gankd_ganomaly.sweep import BUDGETS, prepare_data
+from gankd_ganomaly.study.budgets import BUDGETS, prepare_data
 
-OUT = Path(__file__).with_name("gap_study.json")
+OUT = Path(__file__).resolve().parents[1] / "results" / "gap_study.json"
 DATA_ROOT = sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets"
 DATASET, NORMAL_CLASS, SEED = "mnist", 8, 0
 
@@ -46,7 +46,7 @@ study = json.loads(OUT.read_text()) if OUT.exists() else {}
 study.update({"format": "gankd-controlled-runs", "dataset": DATASET, "normal_class": NORMAL_CLASS, "seed": SEED,
               "baseline": (f"cpu budget: first {cpu.max_train_images} training images, batch {cpu.batch_size}, "
                            f"Adam lr {cpu.lr}, teacher {cpu.teacher_epochs} epochs, students {cpu.student_epochs} "
-                           "per stage, batch norm in eval mode at test"), "command": "python results/gap_study.py",
+                           "per stage, batch norm in eval mode at test"), "command": "python scripts/gap_study.py",
               "test_images": len(data.test), "protocol": "one factor changed at a time from the baseline; AUROC of "
               "the last epoch on the whole test split"})
 results = study.setdefault("runs", {})

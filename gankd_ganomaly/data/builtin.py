@@ -1,15 +1,6 @@
-"""One-class novelty-detection data for the P-KDGAN / GANomaly reproduction.
-
-Protocol: one class of a 10-class dataset is "normal". The model trains on the normal-class images of the train
-split only, and is scored on the whole test split, where every image of another class is a novelty (label 1).
-
-Every image is returned as float32 in [-1, 1] (the range of the generators' tanh output), resized to 32x32 so that
-the same DCGAN-style encoder/decoder serves all datasets. Data stays in one in-memory tensor: these datasets are
-small, and batching by indexing a tensor avoids per-item decoding and DataLoader workers.
-
-Sources: ``digits`` (scikit-learn's embedded 8x8 digits, always available) and the files of MNIST, Fashion-MNIST
-and CIFAR-10 in the layouts torchvision downloads to, read by the readers below (not by torchvision, which is only
-imported to download).
+"""The built-in datasets: scikit-learn's digits and the files of MNIST, Fashion-MNIST and CIFAR-10, in the layouts
+torchvision downloads to, read by the readers below (not by torchvision, which is only imported to download).
+Each registers itself in :mod:`gankd_ganomaly.data.registry` at import.
 """
 
 from __future__ import annotations
@@ -19,42 +10,16 @@ import math
 import os
 import pickle
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gankd.batches import ShuffledBatches, iterate_batches  # noqa: F401 (re-exported: the adapter's old home)
-
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fmnist", "cifar10")
-# your own images (ROOT/train/good, ROOT/test/good, ROOT/test/<defect>; see gankd_ganomaly.folder): not one of
-# the built-in 10-class datasets, so not in DATASETS (which sweeps and reports iterate)
-FOLDER = "folder"
-ALL_DATASETS: tuple[str, ...] = (*DATASETS, FOLDER)
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "digits": tuple(str(d) for d in range(10)),
-    "mnist": tuple(str(d) for d in range(10)),
-    "fmnist": ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-}
-
-
-def class_names(dataset: str) -> tuple[str, ...]:
-    """The class names of a dataset: :data:`CLASS_NAMES`, and ``("good",)`` for a folder dataset (one normal
-    class; every other test folder is novel)."""
-    return ("good",) if dataset == FOLDER else CLASS_NAMES[dataset]
-
-
-CHANNELS: dict[str, int] = {"digits": 1, "mnist": 1, "fmnist": 1, "cifar10": 3}
-
-IMAGE_SIZE = 32
+from .containers import DatasetFileError, DatasetNotFoundError, Loaded, UnsafeDatasetFileError, to_model_range
+from .registry import DatasetSpec, dataset_spec, register
 
 _DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
-_DISPLAY_NAMES = {"digits": "digits", "mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 # IDX file stems, in the order (train images, train labels, test images, test labels).
 _IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -62,191 +27,16 @@ _IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 _CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
-@dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous; compare fields explicitly.
-class OneClassData:
-    """One normal class of a dataset, ready for training and scoring.
-
-    ``train``: (N, C, 32, 32) float32 in [-1, 1], only normal-class images of the train split.
-    ``test``: (M, C, 32, 32) float32 in [-1, 1], the whole test split.
-    ``test_labels``: (M,) int64, 0 = normal (class == ``normal_class``), 1 = novel.
-    ``source``: which files / which split the images came from, for logs and reports.
-    """
-
-    dataset: str
-    normal_class: int
-    train: torch.Tensor
-    test: torch.Tensor
-    test_labels: torch.Tensor
-    source: str
-    # folder datasets only: each image's file, and each test image's folder name ("good" or the defect's)
-    train_files: tuple[str, ...] = ()
-    test_files: tuple[str, ...] = ()
-    test_kinds: tuple[str, ...] = ()
-
-    @property
-    def channels(self) -> int:
-        """Number of image channels (1 for the grey-scale datasets, 3 for CIFAR-10; a folder's from its images)."""
-        return CHANNELS[self.dataset] if self.dataset in CHANNELS else int(self.train.shape[1])
-
-    @property
-    def class_name(self) -> str:
-        """Human-readable name of the normal class, e.g. ``"bag"`` or ``"3"``."""
-        return class_names(self.dataset)[self.normal_class]
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The files of a dataset are in none of the searched folders; the message lists them and how to get the files."""
-
-
-class DatasetFileError(ValueError):
-    """A dataset file is truncated, corrupted or not the kind of file expected; the message names the file."""
-
-
-class UnsafeDatasetFileError(DatasetFileError, pickle.UnpicklingError):
-    """A pickled dataset file names code to run when loaded; it was refused, nothing in it ran."""
-
-
-class InvalidImagesError(ValueError):
-    """Images the 32x32 networks cannot take: not a float tensor, wrong shape or channel count, empty, or NaN/Inf."""
-
-
-def validate_images(images: torch.Tensor, channels: int, what: str = "images") -> None:
-    """Raise :class:`InvalidImagesError` unless ``images`` is a non-empty float tensor (N, ``channels``, 32, 32)
-    with finite values; the message names ``what``, the shape found, or the first image holding NaN/Inf."""
-    if not isinstance(images, torch.Tensor):
-        raise InvalidImagesError(f"{what} must be a torch.Tensor, got {type(images).__name__}")
-    expected = f"(N, {channels}, {IMAGE_SIZE}, {IMAGE_SIZE})"
-    if images.dim() != 4 or tuple(images.shape[2:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise InvalidImagesError(f"{what} have shape {tuple(images.shape)}; the network takes {expected}: "
-                                 f"{channels}-channel images of {IMAGE_SIZE}x{IMAGE_SIZE} pixels")
-    if images.shape[1] != channels:
-        raise InvalidImagesError(f"{what} have {images.shape[1]} channel(s) (shape {tuple(images.shape)}) but the "
-                                 f"network takes {channels}-channel images {expected}")
-    if images.shape[0] == 0:
-        raise InvalidImagesError(f"{what} are empty (shape {tuple(images.shape)})")
-    if not images.is_floating_point():
-        raise InvalidImagesError(f"{what} must be floating point in [-1, 1], got dtype {images.dtype}")
-    finite = torch.isfinite(images)
-    if not bool(finite.all()):
-        bad_images = (~finite).flatten(1).any(dim=1).nonzero().flatten()
-        first = int(bad_images[0])
-        value = float(images[first][~finite[first]][0])
-        raise InvalidImagesError(
-            f"{what} contain {int((~finite).sum())} NaN/Inf value(s) in {len(bad_images)} image(s); the first is "
-            f"image {first} (value {value}). Clean or drop these images: training on them makes every loss NaN"
-        )
-
-
-def load_one_class(
-    dataset: str,
-    normal_class: int = 0,
-    root: str | os.PathLike[str] | None = None,
-    download: bool = False,
-    channels: int | None = None,
-) -> OneClassData:
-    """Load ``dataset`` with ``normal_class`` as the normal class (see :class:`OneClassData` for shapes).
-
-    ``root`` defaults to ``$GANKD_DATA_ROOT``, else ``~/.cache/gankd/data``; ``digits`` needs no files.
-    With ``download=True``, files that are not found are downloaded into ``root`` with torchvision first.
-    ``dataset="folder"``: your own images under ``root`` (required), normal class 0 ("good"), ``channels``
-    1, 3 or None (read from the images); see :func:`gankd_ganomaly.folder.load_folder`.
-    """
-    if dataset == FOLDER:
-        if isinstance(normal_class, bool) or normal_class != 0:
-            raise ValueError(f"a folder dataset has one normal class, 0 (its train/good images); got "
-                             f"normal_class={normal_class!r}: leave it out")
-        if root is None:
-            raise ValueError("dataset 'folder' needs its root folder (--data-root ROOT, data_root in a config): "
-                             "ROOT/train/good/* normal images, ROOT/test/good/* and ROOT/test/<defect>/* test images")
-        if download:
-            raise ValueError("download does not apply to a folder dataset: its images are yours")
-        from .folder import load_folder
-
-        return load_folder(root, channels)
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(map(repr, ALL_DATASETS))}; got {dataset!r}")
-    if channels is not None and channels != CHANNELS.get(dataset):
-        raise ValueError(f"dataset {dataset!r} has {CHANNELS.get(dataset)}-channel images; channels={channels!r} "
-                         "applies to folder datasets only")
-    num_classes = len(CLASS_NAMES[dataset])
-    if isinstance(normal_class, bool) or not isinstance(normal_class, (int, np.integer)) or not (
-        0 <= normal_class < num_classes
-    ):
-        raise ValueError(
-            f"normal_class must be an integer in [0, {num_classes - 1}] for dataset {dataset!r}; got {normal_class!r}"
-        )
-    normal_class = int(normal_class)
-
-    train_x, _, test_x, test_y, source = _load(dataset, normal_class, root, download)
-
-    if len(train_x) == 0:
-        raise ValueError(
-            f"normal_class={normal_class} ({CLASS_NAMES[dataset][normal_class]!r}) has no training samples in "
-            f"{source}; expected at least one image of that class in the train split"
-        )
-    return OneClassData(
-        dataset=dataset,
-        normal_class=normal_class,
-        train=train_x,
-        test=test_x,
-        test_labels=torch.from_numpy((test_y != normal_class).astype(np.int64)),
-        source=source,
-    )
-
-
-def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
+def resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    """The data root: ``root``, else ``$GANKD_DATA_ROOT``, else ``~/.cache/gankd/data``."""
     if root is None:
         root = os.environ.get("GANKD_DATA_ROOT") or Path.home() / ".cache" / "gankd" / "data"
     return Path(root).expanduser()
 
 
-def _to_model_range(images: np.ndarray, max_value: float) -> torch.Tensor:
-    """(N, C, H, W) values in [0, max_value] -> float32 (N, C, 32, 32) in [-1, 1] (bilinear resize if needed)."""
-    x = torch.from_numpy(np.array(images, dtype=np.float32))  # copy: the inputs are often read-only buffers
-    x.div_(max_value).mul_(2.0).sub_(1.0)
-    if tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    # Bilinear weights are convex, so this only removes float rounding past the ends.
-    return x.clamp_(-1.0, 1.0).contiguous()
-
-
-# What each loader returns: normal-class train images, test images, test class labels (M,), source description.
-Loaded = tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str]
-"""(train images, their labels, test images, test labels, source); the train split holds only
-``normal_class`` when one is given, every class when it is None."""
-
-
-def _load(dataset: str, normal_class: int | None, root: str | os.PathLike[str] | None, download: bool) -> Loaded:
-    if dataset == "digits":
-        return _load_digits(normal_class)
-    if dataset == "cifar10":
-        return _load_cifar10(_resolve_root(root), normal_class, download)
-    return _load_idx_dataset(dataset, _resolve_root(root), normal_class, download)
-
-
 def _keep(labels: np.ndarray, normal_class: int | None) -> np.ndarray:
     return np.ones(len(labels), dtype=bool) if normal_class is None else labels == normal_class
 
-
-@dataclass(frozen=True, eq=False)
-class LabelledData:
-    """Both splits with every class (e.g. to train an unconditional GAN or a classifier on a dataset)."""
-
-    dataset: str
-    train: torch.Tensor         # (N, C, 32, 32) float32 in [-1, 1]
-    train_labels: torch.Tensor  # (N,) int64 class indices
-    test: torch.Tensor          # (M, C, 32, 32)
-    test_labels: torch.Tensor   # (M,) int64 class indices
-    source: str
-
-
-def load_labelled(dataset: str, root: str | os.PathLike[str] | None = None, download: bool = False) -> LabelledData:
-    """All classes of both splits, from the same files, layouts and preprocessing as :func:`load_one_class`."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(map(repr, DATASETS))}; got {dataset!r}")
-    train_x, train_y, test_x, test_y, source = _load(dataset, None, root, download)
-    as_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64).copy())  # noqa: E731 (IDX arrays are read-only)
-    return LabelledData(dataset, train_x, as_labels(train_y), test_x, as_labels(test_y), source)
 
 
 def _load_digits(normal_class: int | None) -> Loaded:
@@ -261,7 +51,7 @@ def _load_digits(normal_class: int | None) -> Loaded:
     )
     source = "scikit-learn digits, stratified 70/30 split (random_state=0)"
     keep = _keep(train_y, normal_class)
-    return _to_model_range(train_x[keep], 16.0), train_y[keep], _to_model_range(test_x, 16.0), test_y, source
+    return to_model_range(train_x[keep], 16.0), train_y[keep], to_model_range(test_x, 16.0), test_y, source
 
 
 # --- MNIST / Fashion-MNIST: IDX files ---------------------------------------------------------------------------
@@ -310,13 +100,13 @@ def _load_idx_dataset(dataset: str, root: Path, normal_class: int | None, downlo
         (train_images, train_labels, train_images_path, train_labels_path),
         (test_images, test_labels, test_images_path, test_labels_path),
     ):
-        _check_labels(labels, len(images), labels_path, images_path, len(CLASS_NAMES[dataset]))
+        _check_labels(labels, len(images), labels_path, images_path, dataset_spec(dataset).num_classes)
 
     compression = "gzip" if any(f.suffix == ".gz" for f in files) else "uncompressed"
-    source = f"{_DISPLAY_NAMES[dataset]} {compression} IDX at {train_images_path.parent}"
+    source = f"{dataset_spec(dataset).display_name} {compression} IDX at {train_images_path.parent}"
     keep = _keep(train_labels, normal_class)
-    train_x = _to_model_range(train_images[keep][:, None], 255.0)
-    test_x = _to_model_range(test_images[:, None], 255.0)
+    train_x = to_model_range(train_images[keep][:, None], 255.0)
+    test_x = to_model_range(test_images[:, None], 255.0)
     return train_x, train_labels[keep], test_x, test_labels, source
 
 
@@ -442,8 +232,8 @@ def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loade
         label_parts.append(labels[keep])
     test_images, test_labels = _read_cifar_batch(directory / "test_batch")
     source = f"CIFAR-10 python batches at {directory}"
-    return (_to_model_range(np.concatenate(train_parts), 255.0), np.concatenate(label_parts),
-            _to_model_range(test_images, 255.0), test_labels, source)
+    return (to_model_range(np.concatenate(train_parts), 255.0), np.concatenate(label_parts),
+            to_model_range(test_images, 255.0), test_labels, source)
 
 
 # --- helpers shared by the file-based datasets -------------------------------------------------------------------
@@ -452,7 +242,7 @@ def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loade
 def _not_found_message(dataset: str, searched: list[Path], wanted: str, how: str) -> str:
     paths = "\n".join(f"  - {p}" for p in searched)
     return (
-        f"{_DISPLAY_NAMES[dataset]} files ({wanted}) not found. Searched, in order:\n{paths}\n"
+        f"{dataset_spec(dataset).display_name} files ({wanted}) not found. Searched, in order:\n{paths}\n"
         f"To get them: {how}. The root folder is the `root` argument, else $GANKD_DATA_ROOT, "
         f"else ~/.cache/gankd/data."
     )
@@ -466,10 +256,31 @@ def _download(dataset: str, root: Path) -> None:
         from gankd import MissingDependencyError
 
         raise MissingDependencyError(
-            f"download=True needs a working torchvision to fetch {_DISPLAY_NAMES[dataset]}, but importing it failed "
+            f"download=True needs a working torchvision to fetch {dataset_spec(dataset).display_name}, but importing "
+            f"it failed "
             f"({type(exc).__name__}: {exc}). Install a torchvision matching torch {torch.__version__}, or put the "
             f"files under {root} yourself."
         ) from exc
     cls = {"mnist": tv_datasets.MNIST, "fmnist": tv_datasets.FashionMNIST, "cifar10": tv_datasets.CIFAR10}[dataset]
     root.mkdir(parents=True, exist_ok=True)
     cls(str(root), train=True, download=True)  # one call fetches both splits
+
+
+# --- the registry entries -------------------------------------------------------------------------------------
+# student widths: the paper's Table 4 students; digits (not in the paper) borrows MNIST's.
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+register(DatasetSpec("digits", "digits", _DIGIT_NAMES, 1, (2, 4, 8), paper_student=False,
+                     load=lambda root, normal_class, download: _load_digits(normal_class), files=False))
+register(DatasetSpec("mnist", "MNIST", _DIGIT_NAMES, 1, (2, 4, 8),
+                     load=lambda root, normal_class, download: _load_idx_dataset("mnist", resolve_root(root),
+                                                                                 normal_class, download)))
+register(DatasetSpec("fmnist", "Fashion-MNIST",
+                     ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                      "ankle boot"), 1, (1, 2, 4),
+                     load=lambda root, normal_class, download: _load_idx_dataset("fmnist", resolve_root(root),
+                                                                                 normal_class, download)))
+register(DatasetSpec("cifar10", "CIFAR-10",
+                     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                     3, (8, 16, 64),
+                     load=lambda root, normal_class, download: _load_cifar10(resolve_root(root), normal_class,
+                                                                             download)))

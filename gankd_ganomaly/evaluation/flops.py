@@ -11,9 +11,13 @@ from typing import Sequence
 
 import torch
 
-from .networks import IMAGE_SIZE, LATENT_DIM, STUDENT_WIDTHS, TEACHER_WIDTHS, GanomalyGenerator
+from ..data.registry import datasets, dataset_spec
+from ..networks import IMAGE_SIZE, LATENT_DIM, TEACHER_WIDTHS, GanomalyGenerator
 
-DATASET_CHANNELS = {"cifar10": 3, "mnist": 1, "fmnist": 1, "digits": 1}
+
+def paper_student_datasets() -> tuple[str, ...]:
+    """The datasets whose student the paper reports (Table 4)."""
+    return tuple(d for d in datasets() if dataset_spec(d).paper_student)
 
 
 def count_module(model: torch.nn.Module, example_input: torch.Tensor) -> dict[str, int]:
@@ -37,15 +41,16 @@ def count_generator(in_channels: int, widths: Sequence[int], latent_dim: int = L
 
 
 def compression_report(dataset: str) -> dict:
-    """Teacher (64-128-256) vs the dataset's student, both at the dataset's channel count."""
-    if dataset not in STUDENT_WIDTHS:
-        raise ValueError(f"dataset must be one of {sorted(STUDENT_WIDTHS)}, got {dataset!r}")
-    channels = DATASET_CHANNELS[dataset]
+    """Teacher (64-128-256) vs the dataset's paper student, both at the dataset's channel count."""
+    if dataset not in paper_student_datasets():
+        raise ValueError(f"dataset must be one of {sorted(paper_student_datasets())}, got {dataset!r}")
+    spec = dataset_spec(dataset)
+    channels = spec.channels
     teacher = count_generator(channels, TEACHER_WIDTHS)
-    student = count_generator(channels, STUDENT_WIDTHS[dataset])
+    student = count_generator(channels, spec.student_widths)
     return {
         "dataset": dataset, "in_channels": channels,
-        "teacher_widths": list(TEACHER_WIDTHS), "student_widths": list(STUDENT_WIDTHS[dataset]),
+        "teacher_widths": list(TEACHER_WIDTHS), "student_widths": list(spec.student_widths),
         "teacher": teacher, "student": student,
         "params_ratio": teacher["params"] / student["params"],
         "flops_ratio": teacher["flops"] / student["flops"],

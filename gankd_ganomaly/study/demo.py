@@ -15,8 +15,8 @@ import torch
 
 import gankd
 
-from .data import load_one_class
-from .experiment import RunConfig, run
+from ..data import load_one_class
+from ..experiment import RunConfig, run
 
 DEMO_STUDENTS = {"student-alone": "student alone", "P-KDGAN-II-23": "paper P-KDGAN-II-23",
                  "recommended": "recommended"}

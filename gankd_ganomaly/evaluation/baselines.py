@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import auroc
+from .scoring import auroc
 
 BASELINES: tuple[str, ...] = ("ocsvm", "kde")
 

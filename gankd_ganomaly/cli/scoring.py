@@ -1,0 +1,187 @@
+"""``evaluate`` and ``score``: AUROC, the decision threshold's rates, pictures, per-image scores."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+from .options import CLIError, _check_output_file, _set_threads, resolve_config
+
+
+# what evaluate and score use of a config; the other fields describe training and are refused if changed
+SCORING_FIELDS = ("dataset", "normal_class", "bn_mode", "eval_batch_size", "data_root", "download", "device")
+
+
+def _refuse_unused_scoring_fields(args: argparse.Namespace, base: dict, cfg) -> None:
+    """--set of a training field is refused; so is a --config whose training fields differ from the model's
+    (a run's own config.yaml passes: its fields are the model's)."""
+    from ..experiment import RunConfig, read_config_file
+
+    for item in args.set or []:
+        key = item.partition("=")[0].strip().partition(".")[0]
+        if key not in SCORING_FIELDS:
+            raise CLIError(f"--set {item} does not apply to {args.command}: it only reads "
+                           f"{', '.join(SCORING_FIELDS)}; {key} is fixed by the trained model")
+    if args.config:
+        saved, now = RunConfig.from_dict(base).to_dict(), cfg.to_dict()
+        changed = [k for k in read_config_file(args.config)
+                   if k not in SCORING_FIELDS and k != "teacher_checkpoint" and saved.get(k) != now.get(k)]
+        if changed:
+            raise CLIError(f"--config {args.config} sets {', '.join(changed)}, which {args.command} does not use "
+                           f"(the trained model fixes them; it reads only {', '.join(SCORING_FIELDS)}): remove them")
+
+
+def _load_for_scoring(args: argparse.Namespace):
+    """(config, gan, hooks, header) for evaluate/score: the checkpoint's config, then --config/flags/--set."""
+    from ..experiment import check_device, load_model, read_model_file
+    from ..hooks import GanomalyHooks
+
+    header, _ = read_model_file(args.checkpoint)
+    base = dict(header.get("config") or {})
+    base.pop("teacher_checkpoint", None)
+    cfg = resolve_config(args, base)
+    _refuse_unused_scoring_fields(args, base, cfg)
+    if args.widths and header.get("widths") and list(args.widths) != list(header["widths"]):
+        raise CLIError(f"--widths {','.join(map(str, args.widths))} does not apply: {args.checkpoint} has a header "
+                       f"that gives its widths ({','.join(map(str, header['widths']))}); --widths is for a bare "
+                       "state_dict only")
+    check_device(cfg.device)
+    widths = args.widths or header.get("widths")
+    in_channels = header.get("in_channels", cfg.in_channels)
+    gan, header = load_model(args.checkpoint, widths=widths, in_channels=in_channels)
+    gan = gan.to(cfg.device)
+    return cfg, gan, GanomalyHooks(in_channels=in_channels), header
+
+
+def _check_channels(cfg, in_channels: int, checkpoint: str) -> None:
+    from ..data import InvalidImagesError
+
+    if cfg.in_channels != in_channels:
+        raise InvalidImagesError(f"checkpoint {checkpoint!r} takes {in_channels}-channel images but dataset "
+                                 f"{cfg.dataset!r} has {cfg.in_channels}-channel images")
+
+
+def _threshold(args: argparse.Namespace, header: dict) -> tuple[float | None, str]:
+    """The decision threshold (``--threshold``, else the model file's calibrated one) and where it comes from."""
+    if getattr(args, "threshold", None) is not None:
+        return float(args.threshold), "--threshold"
+    calibrated = header.get("threshold") or {}
+    if "value" in calibrated:
+        return float(calibrated["value"]), (f"calibrated on {calibrated.get('calibration_images')} "
+                                            f"{calibrated.get('calibrated_on')}, target FPR "
+                                            f"{calibrated.get('target_fpr')}")
+    return None, "none: the model file has no calibrated threshold (trained before thresholds); give --threshold"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..data import validate_images
+    from ..evaluation import anomaly_scores, auroc, rates_at_threshold
+    from ..experiment import auroc_skip_reason, load_run_data, save_json
+
+    _set_threads(args.threads)
+    _check_output_file(args.json, "--json", "eval.json")
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise CLIError(f"--plots {args.plots} is a file: give a folder for the PNG files (created if missing)")
+    cfg, gan, hooks, header = _load_for_scoring(args)
+    _check_channels(cfg, hooks.in_channels, args.checkpoint)
+    cfg, data = load_run_data(cfg)
+    skip = auroc_skip_reason(data)
+    if skip:
+        raise CLIError(f"cannot evaluate {args.checkpoint} on {data.source}: {skip}")
+    validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images")
+    scores = anomaly_scores(hooks, gan, data.test, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    value = auroc(scores, data.test_labels)
+    threshold, threshold_source = _threshold(args, header)
+    rates = rates_at_threshold(scores, data.test_labels, threshold) if threshold is not None else \
+        {"fpr_at_threshold": None, "tpr_at_threshold": None}
+    result = {"auroc": value, "threshold": threshold, **rates, "threshold_source": threshold_source,
+              "target_fpr": (header.get("threshold") or {}).get("target_fpr"),
+              "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
+              "normal_class": cfg.normal_class, "class_name": data.class_name, "bn_mode": cfg.bn_mode,
+              "test_images": len(data.test), "novel_images": int(data.test_labels.sum()),
+              "method": header.get("method"), "widths": list(gan.generator.widths)}
+    print(f"AUROC {value:.4f}: {args.checkpoint} on {cfg.dataset} test split, normal class {cfg.normal_class} "
+          f"({data.class_name}), {len(data.test)} images, bn_mode {cfg.bn_mode}")
+    if threshold is not None:
+        print(f"at threshold {threshold:.6g} ({threshold_source}): false-positive rate "
+              f"{rates['fpr_at_threshold']:.4f}, true-positive rate {rates['tpr_at_threshold']:.4f}")
+    else:
+        print(f"threshold: {threshold_source}")
+    if args.plots:
+        from ..evaluation.plots import write_evaluation_plots
+
+        result["plots"] = write_evaluation_plots(args.plots, hooks, gan, data.test, data.test_labels, scores,
+                                                 threshold, bn_mode=cfg.bn_mode, auroc=value)
+        print(f"wrote {', '.join(result['plots'])}", file=sys.stderr)
+    if args.json:
+        save_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from ..data import validate_images
+    from ..evaluation import anomaly_scores
+    from ..data.folder import load_image_folder
+    from ..experiment import load_run_data
+
+    _set_threads(args.threads)
+    _check_output_file(args.output, "--output", "scores.csv")
+    if args.images:
+        given = [option for option, dest in (("--split", "split"), ("--dataset", "dataset"),
+                                             ("--normal-class", "normal_class"), ("--data-root", "data_root"),
+                                             ("--download", "download")) if getattr(args, dest, None) is not None]
+        if given:
+            one = len(given) == 1
+            raise CLIError(f"{', '.join(given)} {'does' if one else 'do'} not apply with --images, which scores the "
+                           f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset "
+                           "split")
+    cfg, gan, hooks, header = _load_for_scoring(args)
+    threshold, threshold_source = _threshold(args, header)
+    if args.images:
+        images, paths = load_image_folder(args.images, hooks.in_channels)
+        rows = [{"path": p} for p in paths]
+        what = f"images of {args.images}"
+    else:
+        _check_channels(cfg, hooks.in_channels, args.checkpoint)
+        cfg, data = load_run_data(cfg)
+        split = args.split or "test"
+        if split == "test":
+            images, labels, files = data.test, data.test_labels.tolist(), data.test_files
+        else:
+            images, labels, files = data.train, [0] * len(data.train), data.train_files
+        if len(images) == 0:
+            raise CLIError(f"the {split} split of {data.source} has no images to score")
+        rows = [{"path": f} for f in files] if files else [{"index": i} for i in range(len(images))]
+        for row, lab in zip(rows, labels):
+            row["label"] = lab
+        what = f"{cfg.dataset} {split} images"
+    validate_images(images, hooks.in_channels, what=what)
+    scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
+    if bad:
+        raise FloatingPointError(f"{len(bad)} of {len(scores)} scores of {args.checkpoint} are NaN/Inf (the first: "
+                                 f"{rows[bad[0]]}): the model's outputs overflow; nothing was written")
+    buffer = io.StringIO()
+    fieldnames = [*rows[0], "score"] + (["is_novel"] if threshold is not None else [])
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n")
+    writer.writeheader()
+    for row, score in zip(rows, scores.tolist()):
+        decision = {"is_novel": int(score > threshold)} if threshold is not None else {}
+        writer.writerow({**row, "score": repr(score), **decision})
+    if threshold is None:
+        print(f"note: no is_novel column: threshold {threshold_source}", file=sys.stderr)
+    if args.output in (None, "-"):
+        sys.stdout.write(buffer.getvalue())
+    else:
+        from gankd import atomic_write_text
+
+        atomic_write_text(args.output, buffer.getvalue())
+        novel = f", {sum(int(s > threshold) for s in scores.tolist())} novel at threshold {threshold:.6g}" \
+            if threshold is not None else ""
+        print(f"wrote {len(rows)} scores to {args.output}{novel}", file=sys.stderr)
+    return 0

@@ -1,0 +1,201 @@
+"""Training one GANomaly run (:func:`run`): the one place that builds and runs a :class:`gankd.DistillationEngine`
+for the adapter. With ``out_dir`` it writes ``config.yaml``, ``checkpoint.pt`` (every epoch), ``history.json``,
+``metrics.csv``, ``record.json`` and ``model.pt``, and with ``resume=True`` continues from ``checkpoint.pt``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+import gankd
+from gankd import GAN, CheckpointCallback, DistillationEngine, EvaluationCallback, JSONHistory, load_checkpoint
+from gankd.batches import ShuffledBatches
+from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
+
+from ..data import FOLDER, OneClassData, load_one_class, validate_images
+from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
+from ..evaluation.flops import count_generator
+from ..hooks import GanomalyHooks
+from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
+from .model_file import save_model
+
+
+def make_hooks(cfg: RunConfig) -> GanomalyHooks:
+    """The GANomaly hooks for the config's dataset (channel count) and loss weights."""
+    return GanomalyHooks(in_channels=cfg.in_channels, weights=cfg.loss_weights)
+
+
+def load_run_data(cfg: RunConfig) -> tuple[RunConfig, OneClassData]:
+    """``(cfg, data)``: the config's dataset loaded, and the config with a folder's channel count resolved
+    (``channels`` set from the images when it was None)."""
+    data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download,
+                          channels=cfg.channels if cfg.dataset == FOLDER else None)
+    if cfg.dataset == FOLDER and cfg.channels is None:
+        cfg = cfg.replace(channels=data.channels)
+    return cfg, data
+
+
+def auroc_skip_reason(data: OneClassData) -> str | None:
+    """Why AUROC cannot be measured on ``data``'s test split (no test images, or only one label), else None."""
+    if len(data.test) == 0:
+        return "no test images (a folder dataset without ROOT/test/good and ROOT/test/<defect> images)"
+    n_novel = int(data.test_labels.sum())
+    if n_novel == 0:
+        return "the test split has no novel images (add ROOT/test/<defect>/ folders)"
+    if n_novel == len(data.test):
+        return "the test split has no normal images (add ROOT/test/good/)"
+    return None
+
+
+def build_gan(hooks: GanomalyHooks, widths: Sequence[int], seed: int) -> GAN:
+    """Networks initialised from ``seed`` so teacher and student inits are reproducible on their own."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return hooks.build_gan(widths)
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
+        log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
+        resume: bool = False, tensorboard: bool = False,
+        schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
+    """Execute ``cfg.method`` on ``data``; returns (result record, the trained GAN).
+
+    For a student method, ``teacher`` is a trained teacher; it is deep-copied, so stages
+    that fine-tune the teacher (KDGAN-3/4) never change the caller's model. AUROC is
+    measured on the test split every ``eval_every`` epochs and at each stage's end; the
+    reported ``auroc_last`` is the last epoch's, never the best. Global RNGs are seeded
+    from ``cfg.seed``, so the same config gives the same result.
+
+    With ``out_dir``: writes ``config.yaml`` (the resolved config), then after each epoch
+    ``history.json``, ``metrics.csv`` and ``checkpoint.pt`` (the engine's full state, atomically),
+    and at the end ``model.pt`` (:func:`save_model`) and ``record.json``. ``resume=True``
+    continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`ConfigError`,
+    a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
+    uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
+    While it runs, ``out_dir`` is locked (:class:`gankd.FolderLock`): a second run on the same folder raises
+    :class:`gankd.FolderLockedError` naming this one; temporary files a killed run left there are removed.
+    ``callbacks`` run after the built-in ones. ``schedule`` replaces the method's schedule (a study of
+    custom structures or distillation losses); the record then names the recipe ``"custom"``.
+    """
+    check_device(cfg.device)
+    if cfg.dataset == FOLDER and cfg.channels is None:
+        cfg = cfg.replace(channels=data.channels)  # a folder's channel count is its images'
+    kwargs = dict(verbose=verbose, log_prefix=log_prefix, callbacks=callbacks, out_dir=out_dir, resume=resume,
+                  tensorboard=tensorboard, schedule=schedule)
+    if out_dir is None:
+        return _run(cfg, data, teacher, **kwargs)
+    with gankd.FolderLock(out_dir):
+        gankd.remove_stale_temporaries(out_dir, RUN_FILES)
+        return _run(cfg, data, teacher, **kwargs)
+
+
+def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
+         log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
+         resume: bool = False, tensorboard: bool = False,
+         schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
+    hooks = make_hooks(cfg)
+    recipe = cfg.recipe if schedule is None else "custom"
+    schedule = schedule if schedule is not None else cfg.schedule()
+    is_teacher_run = cfg.method == "teacher"
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    skip_auroc = auroc_skip_reason(data)
+    if len(data.test):
+        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
+    if schedule.needs_teacher and not is_teacher_run and teacher is None:
+        raise ValueError(f"method {cfg.method!r} distils from a teacher: pass a trained teacher GAN")
+    out = Path(out_dir) if out_dir is not None else None
+    if tensorboard and out is None:
+        raise ValueError("tensorboard=True needs out_dir (the logs go to out_dir/tensorboard)")
+    ckpt = None
+    if out is not None and resume and (out / "checkpoint.pt").exists():
+        ckpt = load_checkpoint(out / "checkpoint.pt")
+        saved = (ckpt.get("metadata") or {}).get("config")
+        diffs = config_differences(saved or {}, cfg.to_dict())
+        if diffs:
+            raise ConfigError(f"cannot resume {str(out / 'checkpoint.pt')!r}: it was written with another config "
+                              f"({'; '.join(diffs)}). Resume with the saved config ({out / 'config.yaml'}) or "
+                              "start the new config in another output folder")
+
+    # the threshold's calibration images: a held-out share of the normal train images (deterministic in the seed),
+    # or, with a share of 0 (the built-in datasets' default), the training images themselves
+    share = cfg.resolved_calibration_share
+    train_idx, calib_idx = calibration_split(len(data.train), share, cfg.seed)
+    train_images = data.train[train_idx] if len(calib_idx) else data.train
+    calib_images = data.train[calib_idx] if len(calib_idx) else data.train
+
+    gankd.seed_everything(cfg.seed)
+    if is_teacher_run:
+        trained = build_gan(hooks, cfg.teacher_widths, cfg.seed)
+        engine_teacher, engine_student = trained, None
+    else:
+        trained = build_gan(hooks, cfg.student_widths, cfg.seed + 1)
+        engine_teacher = copy.deepcopy(teacher) if schedule.needs_teacher else None
+        engine_student = trained
+
+    def metrics(engine: DistillationEngine) -> dict[str, float]:
+        return {"auroc": evaluate_auroc(hooks, trained, data.test, data.test_labels,
+                                        batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)}
+
+    all_callbacks: list[gankd.Callback] = [] if skip_auroc else [EvaluationCallback(metrics, every=cfg.eval_every)]
+    if out is not None:
+        cfg.save(out / "config.yaml")
+        all_callbacks += [JSONHistory(out / "history.json"), CSVLogger(out / "metrics.csv")]
+        if tensorboard:
+            all_callbacks.append(TensorBoardLogger(out / "tensorboard"))
+        all_callbacks.append(CheckpointCallback(out / "checkpoint.pt"))  # last: it holds the epoch's metrics
+    if verbose:
+        all_callbacks.append(auto_progress(prefix=log_prefix))
+    all_callbacks += list(callbacks)
+    widths = {who: gan.generator.widths for who, gan in (("teacher", engine_teacher), ("student", engine_student))
+              if gan is not None}  # the networks' own widths: a teacher passed in may differ from cfg.teacher_widths
+    engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
+                                metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"},
+                                channels_last=channels_last_networks(cfg, widths), compile=cfg.compile)
+    batches = ShuffledBatches(train_images, cfg.batch_size, seed=cfg.seed)
+    start = time.perf_counter()
+    history = engine.fit(schedule, batches, resume=ckpt)
+    wall_s = time.perf_counter() - start
+    counts = count_generator(cfg.in_channels, cfg.trained_widths)
+    calib_scores = anomaly_scores(hooks, trained, calib_images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    threshold = calibrate_threshold(calib_scores, cfg.target_fpr)
+    calibration = {
+        "value": threshold, "target_fpr": cfg.target_fpr, "bn_mode": cfg.bn_mode,
+        "calibration_images": len(calib_images),
+        "calibrated_on": "held-out train images" if len(calib_idx) else "training images (no held-out share)",
+        "fpr_on_calibration": float((calib_scores.double() > threshold).double().mean()),
+        "rule": "novel if score > value",
+    }
+    if skip_auroc and verbose:
+        print(f"{log_prefix}note: AUROC not measured: {skip_auroc}", flush=True)
+    record = {
+        "dataset": cfg.dataset, "normal_class": cfg.normal_class, "class_name": data.class_name,
+        "method": cfg.method, "recipe": recipe, "seed": cfg.seed, "schedule": schedule.to_dict(),
+        "batch_size": cfg.batch_size, "lr": cfg.lr, "bn_mode_at_test": cfg.bn_mode,
+        "auroc_last": history[-1]["metrics"].get("auroc"),
+        "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],
+        "auroc_skipped": skip_auroc,
+        "threshold": calibration, "train_images": len(train_images),
+        "params": counts["params"], "flops": counts["flops"], "wall_s": wall_s,
+        "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
+        "discriminator_resets": hooks.discriminator_resets, "data_source": data.source,
+        "version": gankd.__version__, "config": cfg.to_dict(), "history": history,
+    }
+    if out is not None:
+        save_json(out / "history.json", history)  # complete even when a resumed run had no epoch left
+        CSVLogger(out / "metrics.csv").write(history)
+        save_model(out / "model.pt", trained, cfg, threshold=calibration)
+        save_json(out / "record.json", record)
+    return record, trained
+
+
+def save_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    gankd.atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
