@@ -19,8 +19,8 @@ the size, each **doubling the width of the block before it**, until the map is 4
 (64, 128, 256) then is exactly GANomaly's own network at that size (ngf = ndf = 64: 64-128-256-512 at 64x64), and
 teacher and student both grow by doubling per extra block, so the student stays tiny next to its teacher (the
 MNIST student 2-4-8 becomes 2-4-8-16 at 64x64: 205K generator parameters, 2.0x its 32x32 count, against 14.6M,
-2.8x, for the teacher; ``gankd-ganomaly flops --dataset mnist --image-size 64``). At 32x32 the networks, their parameter names and
-their weights are those of the 32x32-only versions: existing model files load unchanged.
+2.8x, for the teacher; ``gankd-ganomaly flops --dataset mnist --image-size 64``). At 32x32 the networks, their
+parameter names and their weights are those of the 32x32-only versions: existing model files load unchanged.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ Only the files directly in each folder are read (sub-folders of ``good/`` are no
 
 Decoding (:func:`decode_image`): values are divided by the maximum of the file's bit depth (255 for 8-bit,
 65535 for 16-bit, never the image's own maximum), mapped to [-1, 1], and resized to size x size (32x32 by
-default; 64 or 128 for the networks of those sizes) by bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``; the same operation that resizes
-MNIST's 28x28 images, so the same pixels give the same tensor as the IDX loader). Alpha is dropped; palette
+default; 64 or 128 for the networks of those sizes) by bilinear interpolation
+(``torch.nn.functional.interpolate``, ``align_corners=False``; the same operation that resizes MNIST's 28x28
+images, so the same pixels give the same tensor as the IDX loader). Alpha is dropped; palette
 images are expanded to RGB. Channels: gray images (modes 1, L, LA, I;16, I, F) give 1 channel, colour images
 3; with ``channels=None`` the count is read from the data, and a folder mixing both is refused naming a file of
 each kind (force one with ``channels=1`` or ``channels=3``: colour is then converted to gray with the ITU-R 601

@@ -48,8 +48,9 @@ class RunConfig:
 
     ``epochs`` is per stage (the paper's M); ``student_widths=None`` resolves to the dataset's
     preset; ``image_size`` (32, 64 or 128) is the side every image is resized to and the networks are built for
-    (GANomaly's extra pyramid blocks above 32, :mod:`gankd_ganomaly.networks`); ``teacher_checkpoint`` is the trained teacher a distillation method starts from
-    (a ``model.pt`` written by a teacher run, or that run's folder).
+    (GANomaly's extra pyramid blocks above 32, :mod:`gankd_ganomaly.networks`); ``teacher_checkpoint`` is the
+    trained teacher a distillation method starts from (a ``model.pt`` written by a teacher run, or that run's
+    folder).
     """
 
     dataset: str = "digits"

@@ -109,7 +109,8 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
         header = {"format": GANKD_MODEL_FORMAT, "role": ckpt.get("role"), "method": ckpt.get("role"),
                   "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
                   "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": config,
-                  "image_size": int(args.get("image_size", IMAGE_SIZE)), "run_config": run_config, "version": ckpt.get("version")}
+                  "image_size": int(args.get("image_size", IMAGE_SIZE)), "run_config": run_config,
+                  "version": ckpt.get("version")}
         return header, ckpt["state_dict"]
     if ckpt.get("format") == SWEEP_TEACHER_FORMAT:  # a sweep's teacher (results/*/teachers/*.pt)
         config = ckpt.get("config") or {}
