@@ -16,9 +16,10 @@ Two graphs can be exported (``optimize``):
   pixel shuffle, or a matrix product + col2im); the decoder's last layer and the second encoder's
   first convolution run on the four phases of x_hat (:class:`_PhaseTail`), so the image x_hat is
   never assembled; the 64x64 and 128x128 networks' pyramid blocks are rewritten like the others; tanh is
-  ``2*sigmoid(2x) - 1``. The layout follows the widths (:func:`default_layout`, measured at 32x32): channels-last for networks 8 or more channels wide, and for networks
-  at most 8 channels wide :class:`BatchLastScorer`, the same math with the batch as the innermost
-  dimension, where every convolution is a few matrix products. Scores equal the eager model's up
+  ``2*sigmoid(2x) - 1``. The layout follows the widths (:func:`default_layout`, measured at 32x32):
+  channels-last for networks 8 or more channels wide, and for networks at most 8 channels wide
+  :class:`BatchLastScorer`, the same math with the batch as the innermost dimension, where every
+  convolution is a few matrix products. Scores equal the eager model's up
   to float rounding (tested: within 1e-5 absolute and 1e-4 of their scale). ``benchmarks/``
   measures it (section ``scoring``).
 * ``optimize=False``: the generator's own layers as they are (eval mode); the default for ONNX,
