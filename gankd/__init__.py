@@ -15,8 +15,8 @@ from .hooks import GAN, GANHooks, Losses
 from .registry import Registry
 from .schedule import SCHEDULES, OptimizerConfig, Recipe, Schedule, Stage, get_schedule
 from .structure import STRUCTURES, Structure, get_structure
-from .utils import (FolderLock, FolderLockedError, MissingDependencyError, atomic_write_bytes, atomic_write_text,
-                    remove_stale_temporaries, seed_everything)
+from .utils import (FolderLock, FolderLockedError, MissingDependencyError, atomic_write, atomic_write_bytes,
+                    atomic_write_text, remove_stale_temporaries, seed_everything)
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "GAN", "GANHooks", "Losses", "Registry",
     "SCHEDULES", "OptimizerConfig", "Recipe", "Schedule", "Stage", "get_schedule",
     "STRUCTURES", "Structure", "get_structure",
-    "FolderLock", "FolderLockedError", "MissingDependencyError", "atomic_write_bytes", "atomic_write_text",
+    "FolderLock", "FolderLockedError", "MissingDependencyError", "atomic_write", "atomic_write_bytes",
+    "atomic_write_text",
     "remove_stale_temporaries", "seed_everything", "__version__",
 ]

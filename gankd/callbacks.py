@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
 
-import torch
 
 from .checkpoint import save_checkpoint
 from .utils import atomic_write_text

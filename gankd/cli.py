@@ -13,9 +13,10 @@ import traceback
 
 from .checkpoint import CheckpointError
 from .run import RunConfigError
+from .runfolder import RunFolderError
 from .utils import FolderLockedError
 
-USER_ERRORS = (RunConfigError, CheckpointError, FolderLockedError, FileNotFoundError, PermissionError,
+USER_ERRORS = (RunConfigError, RunFolderError, CheckpointError, FolderLockedError, FileNotFoundError, PermissionError,
                IsADirectoryError, NotADirectoryError, KeyError)
 
 

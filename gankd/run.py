@@ -34,12 +34,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .callbacks import CheckpointCallback, EvaluationCallback, JSONHistory, auto_progress
-from .checkpoint import load_checkpoint
 from .engine import DistillationEngine
 from .hooks import GAN, GANHooks
 from .modelfile import load_model, resolve_family, save_model
 from .schedule import OptimizerConfig, Schedule, get_schedule
-from .utils import FolderLock, atomic_write_text, remove_stale_temporaries, seed_everything
+from .runfolder import RunFolder
+from .utils import atomic_write_text, seed_everything
 
 KEYS = ("family", "family_args", "data", "teacher", "student", "schedule", "recipe", "epochs", "optimizer",
         "evaluate", "seed", "device", "mixed_precision")
@@ -209,36 +209,21 @@ def prepare(config: Mapping[str, Any]) -> dict:
 def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           verbose: bool = True) -> dict:
     """Run ``config`` in ``out_dir``; returns the run record (also written to ``record.json``)."""
-    if resume and overwrite:
-        raise RunConfigError("resume and overwrite contradict each other: pick one")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise RunConfigError(f"--out {str(out)!r} is a file, not a folder")
+    folder = RunFolder(out_dir, RUN_FILES)
+    folder.check(resume=resume, overwrite=overwrite)
     run = prepare(config)  # everything is checked before the folder is touched
-    with FolderLock(out):  # a second run on the same folder is refused, naming this one
-        remove_stale_temporaries(out, RUN_FILES)
-        return _train(run, out, resume, overwrite, verbose)
+    with folder:
+        folder.check(resume=resume, overwrite=overwrite)  # again, under the lock
+        return _train(run, folder, resume, overwrite, verbose)
 
 
-def _train(run: dict, out: Path, resume: bool, overwrite: bool, verbose: bool) -> dict:
-    c, schedule = run["config"], run["schedule"]
+def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose: bool) -> dict:
+    c, schedule, out = run["config"], run["schedule"], folder.path
     resolved = json.loads(json.dumps({**c, "schedule": schedule.to_dict()}))  # plain data, as files hold it
-    ckpt_path = out / "checkpoint.pt"
-    ckpt = None
-    if ckpt_path.exists():
-        if resume:
-            ckpt = load_checkpoint(ckpt_path)
-            saved = (ckpt.get("metadata") or {}).get("config")
-            if saved != resolved:
-                keys = sorted(k for k in set(saved or {}) | set(resolved) if (saved or {}).get(k) != resolved.get(k))
-                raise RunConfigError(f"cannot resume {str(ckpt_path)!r}: it was written with another config "
-                                     f"(differs in {keys}); resume with {out / 'config.yaml'} or use another folder")
-        elif not overwrite:
-            raise RunConfigError(f"{str(out)!r} already holds a run: pass --resume to continue it or --overwrite "
-                                 "to start afresh")
     if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        folder.clear()
+    ckpt = folder.checkpoint_to_resume(resolved) if resume else None
+    ckpt_path = folder.checkpoint
     import yaml
 
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -32,9 +32,10 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: readers see the old file
-    or the new one, never a half-written one.
+def atomic_write(path: str | Path, save: Callable[[Path], None]) -> None:
+    """The one atomic writer of the project: ``save(tmp)`` writes the file's content to ``tmp``, a temporary
+    file beside ``path`` (e.g. ``lambda tmp: fig.savefig(tmp, format="png")``); it is then fsynced and renamed
+    onto ``path``, so readers see the old file or the new one, never a half-written one.
 
     The temporary file (``.NAME.XXXXXXXX`` in the same folder) is removed on every error, including
     ``KeyboardInterrupt``; a process killed outright (SIGKILL) leaves it behind, and
@@ -50,11 +51,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        save(Path(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException as err:
         if tmp is not None:
@@ -63,6 +67,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             # name the file the caller asked for, not the temporary one (same OSError subclass: errno decides)
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """``data`` into ``path`` through :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -62,8 +62,10 @@ def test_teacher_run_writes_resolved_config_logs_and_model(teacher_run):
     assert float(rows[1]["L_g^T"]) == history[1]["losses"]["L_g^T"]
     assert record["config"] == cfg and record["version"]
 
-    model = torch.load(teacher_run / "model.pt", weights_only=True)  # a header and a state_dict, nothing else
-    assert model["widths"] == [4, 8, 16] and model["in_channels"] == 1 and model["method"] == "teacher"
+    model = torch.load(teacher_run / "model.pt", weights_only=True)  # a gankd model file: plain data only
+    assert model["format"] == "gankd-model" and model["family"] == "ganomaly" and model["role"] == "teacher"
+    assert model["width"] == [4, 8, 16] and model["family_args"]["in_channels"] == 1
+    assert model["metadata"]["method"] == "teacher" and model["metadata"]["config"] == cfg
     ckpt = load_checkpoint(teacher_run / "checkpoint.pt")
     assert ckpt["metadata"]["config"] == cfg and ckpt["global_epoch"] == 2 and ckpt["optimizers"] and ckpt["rng"]
 
@@ -171,7 +173,7 @@ def test_overwrite_and_a_teacherless_distill(teacher_run, tmp_path):
     alone = tmp_path / "alone"
     assert main(["distill", "--method", "student-alone", "--epochs", "1", "--batch-size", "64", "--student-widths",
                  "1,1,1", "--out", str(alone), "--quiet"]) == 0
-    assert torch.load(alone / "model.pt", weights_only=True)["widths"] == [1, 1, 1]
+    assert torch.load(alone / "model.pt", weights_only=True)["width"] == [1, 1, 1]
     assert json.loads((alone / "record.json").read_text())["method"] == "student-alone"
 
 

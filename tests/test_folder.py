@@ -143,6 +143,41 @@ def test_calibration_split_and_threshold_on_synthetic_scores():
         calibrate_threshold(normal, 0.0)
 
 
+def test_threshold_is_the_conformal_order_statistic_on_hand_made_scores():
+    # the j-th largest of n scores, j = floor(target * (n + 1)) (at least 1)
+    assert calibrate_threshold(torch.arange(103.0), 0.01) == 102.0  # j = 1: the largest ("higher" took 101)
+    assert calibrate_threshold(torch.arange(610.0), 0.01) == 604.0  # j = 6 ("higher" took the 7th largest, 603)
+    assert calibrate_threshold(torch.arange(199.0), 0.01) == 197.0  # j = 2
+    assert calibrate_threshold(torch.arange(49.0), 0.01) == 48.0  # target out of reach: the largest, 1 / 50
+    assert calibrate_threshold(np.array([5.0, 1, 4, 2, 3]), 0.34) == 4.0  # j = floor(2.04) = 2
+    assert calibrate_threshold(torch.arange(99.0), 0.29) == 70.0  # 0.29 * 100 = 28.999...96 in floats: still j = 29
+    for n in (1, 2, 9, 10, 49, 99, 100, 101, 250, 611, 999):
+        for target in (0.01, 0.05, 0.1, 0.3):
+            values = np.random.default_rng(n).permutation(n).astype(float)
+            rank = max(1, int(np.ceil((1 - target) * (n + 1) - 1e-9)))  # from below, 1-based
+            assert calibrate_threshold(values, target) == float(min(rank, n) - 1), (n, target)
+
+
+@pytest.mark.parametrize("n", [103, 610])
+def test_threshold_gives_the_target_false_positive_rate_on_new_iid_scores(n):
+    """For uniform scores the chance that a new one lies above the threshold t is exactly 1 - t: over many
+    calibration draws its mean is j / (n + 1) <= target (the "higher" quantile gave about target + 1 / (n + 1))."""
+    rng = np.random.default_rng(7)
+    target, j = 0.01, max(1, int(np.floor(0.01 * (n + 1))))
+    exceed = np.array([1 - calibrate_threshold(rng.random(n), target) for _ in range(4000)])
+    sd_of_mean = np.sqrt(j * (n + 1 - j) / ((n + 1) ** 2 * (n + 2)) / len(exceed))
+    assert abs(exceed.mean() - j / (n + 1)) < 5 * sd_of_mean
+    if n + 1 >= 1 / target:
+        assert exceed.mean() <= target + 5 * sd_of_mean and exceed.mean() > target - 1 / (n + 1)
+    # measured as evaluate does: the share of new normal (Gaussian) scores above a threshold from n of them
+    fprs = []
+    for _ in range(400):
+        threshold = calibrate_threshold(torch.from_numpy(rng.normal(size=n)), target)
+        new = torch.from_numpy(rng.normal(size=1000))
+        fprs.append(rates_at_threshold(new, torch.zeros(1000), threshold)["fpr_at_threshold"])
+    assert abs(np.mean(fprs) - j / (n + 1)) < 0.0015
+
+
 def test_built_in_datasets_keep_their_training_set_and_old_configs_resume():
     assert RunConfig(dataset="digits").resolved_calibration_share == 0.0
     assert RunConfig(dataset="folder", data_root="x").resolved_calibration_share == 0.1

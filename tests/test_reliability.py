@@ -204,7 +204,7 @@ def test_onnx_export_without_onnx(teacher, tmp_path):
 def test_out_that_is_a_file(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("keep me")
-    fails(cli("teacher", *TINY_TEACHER, "--out", path), "CLIError", f"--out {path} is a file, not a folder")
+    fails(cli("teacher", *TINY_TEACHER, "--out", path), "RunFolderError", f"--out {path} is a file, not a folder")
     assert path.read_text() == "keep me"
 
 

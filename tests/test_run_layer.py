@@ -167,10 +167,10 @@ def test_sigkill_then_resume_is_bit_identical(user_project, kill_at):
     assert killed.returncode == -signal.SIGKILL
     assert not (user_project / out / "model.pt").exists()
     refused = gankd("train", "--config", "run.yaml", "--out", out, cwd=user_project, check=False)
-    assert refused.returncode == 2 and "already holds a run: pass --resume" in refused.stderr
+    assert refused.returncode == 2 and "already holds a run (checkpoint.pt): pass --resume" in refused.stderr
     changed = gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--set", "seed=1", cwd=user_project,
                     check=False)
-    assert changed.returncode == 2 and "written with another config (differs in ['seed'])" in changed.stderr
+    assert changed.returncode == 2 and "written with another config (seed: 0 -> 1)" in changed.stderr
     assert "Traceback" not in changed.stderr
     gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--quiet", cwd=user_project)
     _, mine = read_model(user_project / out / "model.pt")

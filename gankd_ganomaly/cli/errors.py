@@ -33,8 +33,9 @@ def _on_terminate(signum, frame):
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Failures a user can cause or meet: shown as one line (or two). Anything else is a bug: a traceback."""
     from gankd import CheckpointError, FolderLockedError, MissingDependencyError, NonFiniteLossError
+    from gankd.runfolder import RunFolderError
 
-    return (CLIError, CheckpointError, NonFiniteLossError, FolderLockedError, MissingDependencyError, ValueError,
+    return (CLIError, RunFolderError, CheckpointError, NonFiniteLossError, FolderLockedError, MissingDependencyError, ValueError,
             KeyError, ImportError, OSError, FloatingPointError, MemoryError, torch.OutOfMemoryError)
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 
+from gankd.runfolder import RunFolder
+
+from ..experiment.config import RUN_FILES
 from .options import CONFIG_FLAGS, PROG, CLIError, _set_threads, config_data
 
 
@@ -40,22 +42,6 @@ def _refuse_unused_run_options(args: argparse.Namespace, cfg) -> None:
     for key, why in unused.items():
         if key in given:
             raise CLIError(f"{given[key]} does not apply here: {why}; remove it")
-
-
-def _check_run_folder(args: argparse.Namespace, out: Path) -> None:
-    """Refuse an output folder this run must not write to; reads only (called again under the folder's lock)."""
-    if args.resume and args.overwrite:
-        raise CLIError("--resume and --overwrite contradict each other: pick one")
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a folder: give a folder for the run's files (it is created if "
-                       "missing)")
-    held = [name for name in ("checkpoint.pt", "model.pt", "record.json") if (out / name).exists()]
-    if held and not args.resume and not args.overwrite:
-        raise CLIError(f"{out} already holds a run ({held[0]}): pass --resume to continue it, --overwrite "
-                       "to start again there, or choose another --out")
-    if args.resume and not (out / "checkpoint.pt").exists() and held:
-        raise CLIError(f"--resume: {out} holds a finished run ({held[0]}) but no checkpoint.pt to continue from: "
-                       "pass --overwrite to start again there, or choose another --out")
 
 
 def _teacher_file(path: str) -> Path:
@@ -104,7 +90,7 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
     _refuse_unused_run_options(args, cfg)
     check_device(cfg.device)
     out = Path(args.out) if args.out else _default_out(cfg)
-    _check_run_folder(args, out)
+    RunFolder(out, RUN_FILES).check(resume=args.resume, overwrite=args.overwrite)
     if args.tensorboard:
         _require_tensorboard()
     if cfg.teacher_checkpoint and cfg.schedule().needs_teacher and (
@@ -124,10 +110,8 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
 def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     """teacher / distill. Everything is checked (config, device, output folder, teacher, data) before the run
     folder is locked; only then does --overwrite delete the previous run's files."""
-    from gankd import FolderLock
-
     from ..data import validate_images
-    from ..experiment import RUN_FILES, build_gan, load_model, load_run_data, make_hooks, run
+    from ..experiment import build_gan, load_model, load_run_data, make_hooks, run
 
     _set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
@@ -147,12 +131,10 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
                                          in_channels=cfg.in_channels, what="teacher", role="teacher",
                                          image_size=cfg.image_size)
             _check_teacher(cfg, header, out)
-    with FolderLock(out):  # from here on a second run on this folder is refused, naming this one
-        _check_run_folder(args, out)  # again: another run may have finished here while this one loaded its data
+    with RunFolder(out, RUN_FILES) as folder:  # from here on a second run on this folder is refused, naming this one
+        folder.check(resume=args.resume, overwrite=args.overwrite)  # again: another run may have finished here
         if args.overwrite:
-            for name in RUN_FILES:
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "tensorboard", ignore_errors=True)
+            folder.clear(folders=("tensorboard",))
         if not args.quiet:
             print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
                   f"output: {out}", file=sys.stderr)

@@ -222,15 +222,15 @@ def _read_cache(root: Path, key: str) -> dict | None:
 
 def _write_cache(root: Path, key: str, arrays: dict) -> Path | None:
     """Write the cache where it can be written (ROOT/.gankd-cache, else the user cache); older entries go."""
-    import tempfile
+    from gankd import atomic_write
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+            np.savez(f, **arrays)
 
     for directory in _cache_dirs(root):
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=directory)
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, directory / f"{key}.npz")
+            atomic_write(directory / f"{key}.npz", save)
         except OSError:
             continue
         for old in directory.glob("*.npz"):  # one entry per folder: the cache never grows with edits

@@ -37,8 +37,6 @@ import contextlib
 import copy
 import errno
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,9 +44,11 @@ from typing import Any
 import torch
 from torch import nn
 
+import gankd
+
+from ..networks import GanomalyGenerator
 from .batch_last import BatchLastScorer
 from .folded import GanomalyScorer, _as_generator, check_scorer_input
-from ..networks import GanomalyGenerator
 
 EXPORT_FORMATS = ("torchscript", "onnx")
 
@@ -186,19 +186,11 @@ def read_metadata(path: str | Path) -> dict | None:
 
 
 def _save_atomically(path: Path, save) -> None:
-    """``save(tmp)`` into a temporary file beside ``path``, then rename it; the temporary file is removed on every
-    error (``KeyboardInterrupt`` included), and a ``path`` that is a folder is refused before any work."""
+    """``save(tmp)`` (a path string) through :func:`gankd.atomic_write`; a ``path`` that is a folder is refused
+    before any work."""
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file: give a file path such as model.ts", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    gankd.atomic_write(path, lambda tmp: save(str(tmp)))
 
 
 # --- ONNX (optional: needs the onnx / onnxscript packages) ----------------------------------------------------------

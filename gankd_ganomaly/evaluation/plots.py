@@ -35,13 +35,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> str:
-    """Save at the fixed size, atomically (a temporary file renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=DPI)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Save at the fixed size, atomically (:func:`gankd.atomic_write`)."""
+    from gankd import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return str(path)
 
 

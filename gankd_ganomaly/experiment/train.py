@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import torch
 
 import gankd
-from gankd import GAN, CheckpointCallback, DistillationEngine, EvaluationCallback, JSONHistory, load_checkpoint
+from gankd import GAN, CheckpointCallback, DistillationEngine, EvaluationCallback, JSONHistory
+from gankd.runfolder import RunFolder
 from gankd.batches import ShuffledBatches
 from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
 
@@ -21,7 +22,7 @@ from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from ..evaluation.flops import count_generator
 from ..hooks import GanomalyHooks
-from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
+from .config import RUN_FILES, RunConfig, channels_last_networks, check_device, config_differences
 from .model_file import save_model
 
 
@@ -77,10 +78,10 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     With ``out_dir``: writes ``config.yaml`` (the resolved config), then after each epoch
     ``history.json``, ``metrics.csv`` and ``checkpoint.pt`` (the engine's full state, atomically),
     and at the end ``model.pt`` (:func:`save_model`) and ``record.json``. ``resume=True``
-    continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`ConfigError`,
+    continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`gankd.runfolder.RunFolderError`,
     a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
     uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
-    While it runs, ``out_dir`` is locked (:class:`gankd.FolderLock`): a second run on the same folder raises
+    While it runs, ``out_dir`` is locked (:class:`gankd.runfolder.RunFolder`): a second run on the same folder raises
     :class:`gankd.FolderLockedError` naming this one; temporary files a killed run left there are removed.
     ``callbacks`` run after the built-in ones. ``schedule`` replaces the method's schedule (a study of
     custom structures or distillation losses); the record then names the recipe ``"custom"``.
@@ -92,8 +93,7 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
                   tensorboard=tensorboard, schedule=schedule)
     if out_dir is None:
         return _run(cfg, data, teacher, **kwargs)
-    with gankd.FolderLock(out_dir):
-        gankd.remove_stale_temporaries(out_dir, RUN_FILES)
+    with RunFolder(out_dir, RUN_FILES):  # locked; what a killed run left half-written is removed
         return _run(cfg, data, teacher, **kwargs)
 
 
@@ -121,14 +121,8 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     if tensorboard and out is None:
         raise ValueError("tensorboard=True needs out_dir (the logs go to out_dir/tensorboard)")
     ckpt = None
-    if out is not None and resume and (out / "checkpoint.pt").exists():
-        ckpt = load_checkpoint(out / "checkpoint.pt")
-        saved = (ckpt.get("metadata") or {}).get("config")
-        diffs = config_differences(saved or {}, cfg.to_dict())
-        if diffs:
-            raise ConfigError(f"cannot resume {str(out / 'checkpoint.pt')!r}: it was written with another config "
-                              f"({'; '.join(diffs)}). Resume with the saved config ({out / 'config.yaml'}) or "
-                              "start the new config in another output folder")
+    if out is not None and resume:
+        ckpt = RunFolder(out, RUN_FILES).checkpoint_to_resume(cfg.to_dict(), config_differences)
 
     # the threshold's calibration images: a held-out share of the normal train images (deterministic in the seed),
     # or, with a share of 0 (the built-in datasets' default), the training images themselves

@@ -32,7 +32,7 @@ from .sweep import FIGURE2_CLASSES
 from .records import ALPHA, CURVE_METHODS, DASH, _Group, _group, load_records, paper_figures, STABILITY_EPOCHS
 from .statistics import wilcoxon_gain
 from .figures import plot_figure2
-from .sections import (_beyond_paper, controlled_section, _figure2_table, _gain_sentence, _jpeg_effect, _plural, _span,
+from .sections import (full_data_section, _beyond_paper, controlled_section, _figure2_table, _gain_sentence, _jpeg_effect, _plural, _span,
                        _stability_table, _stage_table, _table2, _table3, _table4)
 
 
@@ -193,6 +193,9 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
     if beyond:
         beyond_groups = _group(load_records(list(beyond)))
         for budget in sorted(beyond_groups):
+            if budget == "full-data":  # three classes: per-seed pairs, no test over classes
+                lines += full_data_section(beyond_groups[budget])
+                continue
             section, beyond_stats = _beyond_paper(beyond_groups[budget], by_budget.get(budget, []))
             lines += section
             stats.update({f"{budget}/beyond/{k}": v for k, v in beyond_stats.items()})

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data import dataset_spec
+from .budgets import BUDGETS
 from .sweep import FIGURE2_CLASSES
 from .records import (ALPHA, _cell, CURVE_METHODS, DASH, DATASET_LABELS, fmt_auroc, fmt_count, fmt_mean_std, fmt_paper,
                       fmt_pp, fmt_ratio, _Group, _mean_cell, STABILITY_EPOCHS, _table, TABLE3_METHODS)
@@ -271,3 +272,61 @@ def _span(values: Sequence[int]) -> str:
 
 def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+FULL_DATA_METHODS = ("teacher", "student-alone", "P-KDGAN-II-23", "recommended")
+
+
+def _seed_cell(values: list[float]) -> str:
+    return f"{fmt_mean_std(values)} ({len(values)})" if values else DASH
+
+
+def full_data_section(groups: list[_Group]) -> list[str]:
+    """Markdown for sweeps at the ``full-data`` budget: each (dataset, class) with its teacher, the student alone,
+    the paper's P-KDGAN-II-23 and ``recommended``, all from the same teachers, and the per-seed gains."""
+    groups = [g for g in groups if g.budget == "full-data" and g.runs.get("teacher")]
+    if not groups:
+        return []
+    rows, gains, paper_gains = [], [], []
+    for g in groups:
+        for c in g.classes("teacher"):
+            def diffs(a: str, b: str) -> list[tuple[int, float]]:  # (seed, AUROC a - AUROC b) of class c
+                return [(s, x - y) for cls, s, x, y in g.pairs(a, b) if cls == c]
+
+            rec, pap = diffs("recommended", "student-alone"), diffs("P-KDGAN-II-23", "student-alone")
+            gains += [d for _, d in rec]
+            paper_gains += [d for _, d in pap]
+            gap_alone = [d for _, d in diffs("teacher", "student-alone")]
+            gap_rec = [d for _, d in diffs("teacher", "recommended")]
+            rows.append([f"{g.label} {dataset_spec(g.dataset).class_names[c]}",
+                         *(_seed_cell(g.values(m, c)) for m in FULL_DATA_METHODS),
+                         ", ".join(f"s{s} {_points(d)}" for s, d in rec) or DASH,
+                         ", ".join(f"s{s} {_points(d)}" for s, d in pap) or DASH,
+                         f"{_points(float(np.mean(gap_alone)) if gap_alone else None)} -> "
+                         f"{_points(float(np.mean(gap_rec)) if gap_rec else None)}"])
+    flat = []
+    for g in groups:
+        for c in g.classes("teacher"):
+            for s, r in sorted(g.runs["teacher"][c].items()):
+                curve = [x for x in r.get("auroc_per_epoch") or [] if x is not None]
+                if len(curve) >= 4:
+                    flat.append(max(curve[-4:]) - min(curve[-4:]))
+
+    def summary(name: str, values: list[float]) -> str:
+        if not values:
+            return f"- {name}: no paired runs yet."
+        wins = sum(d > 0 for d in values)
+        return (f"- {name} - student alone: mean {_points(float(np.mean(values)))} points over {len(values)} "
+                f"(class, seed) pairs, positive in {wins} of {len(values)}.")
+
+    return ["## Beyond the paper: a teacher worth distilling (`full-data` budget)", "",
+            f"Budget `full-data`: {BUDGETS['full-data'].description.rstrip('.')}. The Figure-2 classes; every student of a (class, seed) distils "
+            "from that seed's teacher. The recipe was chosen on the cpu budget's development runs, before any of "
+            "these runs existed. Cells: last-epoch AUROC, mean ± std over seeds (number of seeds). Gains and gaps "
+            "in AUROC points, per seed.", "",
+            *_table(["data, normal class", "teacher", "student alone", "P-KDGAN-II-23", "recommended",
+                     "recommended - alone", "P-KDGAN-II-23 - alone", "teacher gap alone -> recommended"], rows), "",
+            summary("`recommended`", gains), summary("P-KDGAN-II-23", paper_gains),
+            f"- Teacher curve: AUROC spread (max - min) over its last 4 epochs, mean "
+            f"{_points(float(np.mean(flat))) if flat else DASH} points over {len(flat)} teachers.",
+            "- With three classes these pairs are a description, not a test: they are not independent classes.", ""]

@@ -1,0 +1,58 @@
+"""gankd.runfolder: the checks every training command makes on its output folder, without any GAN."""
+import subprocess
+import sys
+
+import pytest
+
+import gankd
+from gankd.runfolder import RunFolder, RunFolderError, key_differences
+
+FILES = ("config.yaml", "checkpoint.pt", "model.pt", "record.json")
+
+
+def test_a_new_or_missing_folder_is_accepted_and_a_file_is_refused(tmp_path):
+    RunFolder(tmp_path / "new", FILES).check(resume=False, overwrite=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunFolderError, match=r"--out .*file is a file, not a folder"):
+        RunFolder(tmp_path / "file", FILES).check(resume=False, overwrite=False)
+    with pytest.raises(RunFolderError, match="contradict each other"):
+        RunFolder(tmp_path / "new", FILES).check(resume=True, overwrite=True)
+
+
+def test_a_folder_holding_a_run_needs_resume_or_overwrite(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"")
+    folder = RunFolder(tmp_path, FILES, option="--run")
+    with pytest.raises(RunFolderError, match=r"already holds a run \(model.pt\).*choose another --run"):
+        folder.check(resume=False, overwrite=False)
+    with pytest.raises(RunFolderError, match="holds a finished run .* but no checkpoint.pt"):
+        folder.check(resume=True, overwrite=False)
+    folder.check(resume=False, overwrite=True)
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "mine.txt").write_text("kept")
+    folder.clear(folders=("tensorboard",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # only the run's own files went
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    folder = RunFolder(tmp_path, FILES)
+    assert folder.checkpoint_to_resume({"seed": 0}) is None  # nothing to resume: start from the first epoch
+    gankd.save_checkpoint(folder.checkpoint, {"format": 1, "metadata": {"config": {"seed": 0, "lr": 0.1}}})
+    assert folder.checkpoint_to_resume({"seed": 0, "lr": 0.1})["metadata"]["config"]["seed"] == 0
+    with pytest.raises(RunFolderError, match=r"written with another config \(seed: 0 -> 1\)\. Resume with"):
+        folder.checkpoint_to_resume({"seed": 1, "lr": 0.1})
+    assert key_differences({"a": 1, "b": 2}, {"a": 1, "c": 3}) == ["b: 2 -> None", "c: None -> 3"]
+
+
+def test_the_folder_is_locked_while_used_and_stale_temporaries_go(tmp_path):
+    stale = tmp_path / ".model.pt.a1b2c3d4"  # what atomic_write_bytes leaves when killed mid-write
+    stale.write_bytes(b"half")
+    child = ("import sys; from gankd.runfolder import RunFolder\n"
+             "try:\n    RunFolder(sys.argv[1], ['model.pt']).__enter__()\n"
+             "except Exception as err:\n    print(type(err).__name__, err)")
+    with RunFolder(tmp_path, FILES):
+        assert not stale.exists()
+        other = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
+                               timeout=60)
+        assert other.stdout.startswith("FolderLockedError") and "in use by another run" in other.stdout
+    free = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert free.stdout == ""  # released on exit
