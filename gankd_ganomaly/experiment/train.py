@@ -22,7 +22,7 @@ from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from ..evaluation.flops import count_generator
 from ..hooks import GanomalyHooks
-from .config import RUN_FILES, RunConfig, channels_last_networks, check_device, config_differences
+from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
 from .model_file import save_model
 
 
