@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig, Recipe, Schedule, Stage
 from gankd.schedule import PAPER_RECIPE
 
-from .networks import LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator
+from .networks import IMAGE_SIZE, LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator, check_image_size
 
 
 @dataclass(frozen=True)
@@ -31,25 +31,27 @@ class GanomalyLossWeights:
 
 
 class GanomalyHooks(GANHooks):
-    """Batches are image tensors (N, C, 32, 32) in [-1, 1]; widths are (c1, c2, c3).
+    """Batches are image tensors (N, C, S, S) in [-1, 1], S = ``image_size`` (32, the default, 64 or 128: the
+    networks get GanomalyGenerator's pyramid for the size); widths are (c1, c2, c3).
 
     ``reinit_threshold``: like GANomaly, a discriminator whose loss falls below it is
     re-initialised (its optimizer state is kept), so it cannot win outright.
     """
 
     def __init__(self, in_channels: int = 3, weights: GanomalyLossWeights = GanomalyLossWeights(),
-                 latent_dim: int = LATENT_DIM, reinit_threshold: float = 1e-5) -> None:
+                 latent_dim: int = LATENT_DIM, reinit_threshold: float = 1e-5, image_size: int = IMAGE_SIZE) -> None:
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
         self.in_channels, self.weights = in_channels, weights
         self.latent_dim, self.reinit_threshold = latent_dim, reinit_threshold
+        self.image_size = check_image_size(image_size)
         self.discriminator_resets = 0
 
     def build_generator(self, width: Sequence[int]) -> GanomalyGenerator:
-        return GanomalyGenerator(self.in_channels, width, self.latent_dim)
+        return GanomalyGenerator(self.in_channels, width, self.latent_dim, self.image_size)
 
     def build_discriminator(self, width: Sequence[int]) -> GanomalyDiscriminator:
-        return GanomalyDiscriminator(self.in_channels, width)
+        return GanomalyDiscriminator(self.in_channels, width, self.image_size)
 
     def distillation_loss(self) -> DistillationLoss:
         w = self.weights

@@ -4,6 +4,9 @@
     family_args: {in_channels: 1}
     data: {factory: gankd_ganomaly.run_layer:one_class_batches, args: {dataset: digits, normal_class: 3}}
     evaluate: {factory: gankd_ganomaly.run_layer:auroc_metric, args: {dataset: digits, normal_class: 3}}
+
+At 64x64 (or 128), the networks and the data both take the size: ``family_args: {in_channels: 1, image_size: 64}``
+and ``image_size: 64`` in the ``data`` factory's args (``auroc_metric`` reads the size from the hooks).
 """
 from __future__ import annotations
 
@@ -17,16 +20,17 @@ from .hooks import GanomalyHooks
 
 
 def one_class_batches(dataset: str, normal_class: int, batch_size: int = 32, seed: int = 0, root: str | None = None,
-                      max_train_images: int | None = None) -> ShuffledBatches:
-    """Seeded, resumable batches of the normal class's training images (the first ``max_train_images``)."""
-    train = load_one_class(dataset, normal_class, root=root).train
+                      max_train_images: int | None = None, image_size: int = 32) -> ShuffledBatches:
+    """Seeded, resumable batches of the normal class's training images (the first ``max_train_images``),
+    resized to ``image_size`` (32, 64 or 128: the family's ``image_size``)."""
+    train = load_one_class(dataset, normal_class, root=root, image_size=image_size).train
     return ShuffledBatches(train[:max_train_images] if max_train_images else train, batch_size, seed=seed)
 
 
 def auroc_metric(hooks: GanomalyHooks, teacher: GAN | None, student: GAN | None, dataset: str, normal_class: int,
                  root: str | None = None, bn_mode: str = "eval") -> Callable[[object], dict[str, float]]:
     """Test AUROC of the network the run trains (the student when there is one)."""
-    data = load_one_class(dataset, normal_class, root=root)
+    data = load_one_class(dataset, normal_class, root=root, image_size=hooks.image_size)
     trained = student if student is not None else teacher
 
     def metric(engine) -> dict[str, float]:

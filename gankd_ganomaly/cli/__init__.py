@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="per-image anomaly scores (CSV) for a folder of images or a dataset split",
                        description="Anomaly score and decision per image (higher = more novel) as CSV: "
                                    "path,score,is_novel for a folder of PNG/JPEG/BMP/TIFF images (converted to the "
-                                   "model's channels, resized to 32x32 bilinear, scaled to [-1, 1]); "
+                                   "model's channels, resized to the model's image size bilinear, scaled to "
+                                   "[-1, 1]); "
                                    "index,label,score,is_novel for a built-in dataset split, path,label,score,"
                                    "is_novel for a folder dataset's. is_novel = score > threshold (the model's "
                                    "calibrated threshold, or --threshold).")
@@ -86,15 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("flops", help="teacher/student params and FLOPs (fvcore) and their ratios",
                        description="Parameter and FLOP counts (fvcore) of the teacher and the dataset's student "
-                                   "generator for one 32x32 image.")
+                                   "generator for one image of --image-size (default 32x32).")
     p.add_argument("--dataset", choices=paper_student_datasets(), required=True,
                    help="dataset whose channel count and student preset to count")
+    p.add_argument("--image-size", dest="image_size", type=int, choices=(32, 64, 128), default=32,
+                   help="image size the networks are built for (64, 128: with GANomaly's pyramid blocks; default 32)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_flops)
 
     p = sub.add_parser("export", help="export a trained model for deployment (TorchScript or ONNX scorer)",
-                       description="Write a standalone scorer: forward(images (N, C, 32, 32) in [-1, 1]) returns the "
-                                   "anomaly scores (N,), equal to the eager model's to 1e-5.")
+                       description="Write a standalone scorer: forward(images (N, C, S, S) in [-1, 1], S the "
+                                   "model's image size) returns the anomaly scores (N,), equal to the eager model's "
+                                   "to 1e-5.")
     p.add_argument("model", help="model.pt, a run folder, or a run's checkpoint.pt")
     p.add_argument("out", help="output file; a .onnx suffix selects ONNX unless --format says otherwise")
     p.add_argument("--format", choices=("torchscript", "onnx"), default=None,

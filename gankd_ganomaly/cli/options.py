@@ -50,7 +50,7 @@ def _widths_arg(text: str) -> list[int]:
 CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr", "beta1", "seed", "bn_mode",
                 "eval_every", "eval_batch_size", "teacher_widths", "student_widths", "data_root", "download",
                 "device", "teacher_checkpoint", "channels_last", "compile", "channels", "calibration_share",
-                "target_fpr")
+                "target_fpr", "image_size")
 
 
 def recipe_method(recipe: str) -> str:
@@ -91,6 +91,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     from ..data import ALL_DATASETS as DATASETS
     from ..evaluation import BN_MODES
     from ..experiment import METHODS, RunConfig
+    from ..networks import IMAGE_SIZES
 
     d = RunConfig()
     S = argparse.SUPPRESS
@@ -138,6 +139,10 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     g.add_argument("--channels", type=int, choices=(1, 3), default=S,
                    help="folder datasets: convert every image to 1 (gray) or 3 (colour) channels (default: read "
                         "from the images; a folder mixing gray and colour images needs it)")
+    g.add_argument("--image-size", dest="image_size", type=int, choices=IMAGE_SIZES, default=S,
+                   help="side of the square images the networks are built for; every image is resized to it "
+                        "(bilinear). 64 and 128 add GANomaly's pyramid blocks (default: " + (
+                            "the --teacher checkpoint's, else " if distill else "") + f"{d.image_size})")
     g.add_argument("--calibration-share", dest="calibration_share", type=float, metavar="F", default=S,
                    help="share of the normal train images held out (not trained on) to calibrate the decision "
                         "threshold (default: 0.1 for folder datasets; 0 for the built-in ones, whose threshold is "
@@ -197,6 +202,11 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
                    help="model.pt of a run, the run's folder, its checkpoint.pt, or a bare state_dict (with --widths)")
     p.add_argument("--widths", type=_widths_arg, metavar="C1,C2,C3", default=None,
                    help="network widths, only for a bare state_dict without header")
+    from ..networks import IMAGE_SIZES
+
+    p.add_argument("--image-size", dest="model_image_size", type=int, choices=IMAGE_SIZES, default=None,
+                   help="the model's image size: read from the model file (a different value is refused); give it "
+                        "only for a bare state_dict of a 64 or 128 model (default: 32). Images are resized to it")
     g = p.add_argument_group("config (default: the config saved in the checkpoint)")
     g.add_argument("--config", metavar="FILE", help="a RunConfig as YAML or JSON, applied over the checkpoint's")
     g.add_argument("--dataset", choices=DATASETS, default=S, help="dataset (default: the one the model trained on)")

@@ -43,6 +43,13 @@ def _load_for_scoring(args: argparse.Namespace):
     header, _ = read_model_file(args.checkpoint)
     base = dict(header.get("config") or {})
     base.pop("teacher_checkpoint", None)
+    # the image size is the model's: its file says it (a bare state_dict: --image-size, else 32)
+    file_size, given = header.get("image_size"), getattr(args, "model_image_size", None)
+    if file_size is not None and given is not None and int(given) != int(file_size):
+        raise CLIError(f"--image-size {given} conflicts with {args.checkpoint}: it is a model for {file_size}x"
+                       f"{file_size} images (images are resized to its size); remove --image-size")
+    size = int(file_size or given or 32)
+    base["image_size"] = size
     cfg = resolve_config(args, base)
     _refuse_unused_scoring_fields(args, base, cfg)
     if args.widths and header.get("widths") and list(args.widths) != list(header["widths"]):
@@ -52,9 +59,9 @@ def _load_for_scoring(args: argparse.Namespace):
     check_device(cfg.device)
     widths = args.widths or header.get("widths")
     in_channels = header.get("in_channels", cfg.in_channels)
-    gan, header = load_model(args.checkpoint, widths=widths, in_channels=in_channels)
+    gan, header = load_model(args.checkpoint, widths=widths, in_channels=in_channels, image_size=cfg.image_size)
     gan = gan.to(cfg.device)
-    return cfg, gan, GanomalyHooks(in_channels=in_channels), header
+    return cfg, gan, GanomalyHooks(in_channels=in_channels, image_size=cfg.image_size), header
 
 
 def _check_channels(cfg, in_channels: int, checkpoint: str) -> None:
@@ -92,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     skip = auroc_skip_reason(data)
     if skip:
         raise CLIError(f"cannot evaluate {args.checkpoint} on {data.source}: {skip}")
-    validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images")
+    validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images", image_size=hooks.image_size)
     scores = anomaly_scores(hooks, gan, data.test, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
     value = auroc(scores, data.test_labels)
     threshold, threshold_source = _threshold(args, header)
@@ -103,7 +110,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
               "normal_class": cfg.normal_class, "class_name": data.class_name, "bn_mode": cfg.bn_mode,
               "test_images": len(data.test), "novel_images": int(data.test_labels.sum()),
-              "method": header.get("method"), "widths": list(gan.generator.widths)}
+              "method": header.get("method"), "widths": list(gan.generator.widths), "image_size": hooks.image_size}
     print(f"AUROC {value:.4f}: {args.checkpoint} on {cfg.dataset} test split, normal class {cfg.normal_class} "
           f"({data.class_name}), {len(data.test)} images, bn_mode {cfg.bn_mode}")
     if threshold is not None:
@@ -143,7 +150,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     cfg, gan, hooks, header = _load_for_scoring(args)
     threshold, threshold_source = _threshold(args, header)
     if args.images:
-        images, paths = load_image_folder(args.images, hooks.in_channels)
+        images, paths = load_image_folder(args.images, hooks.in_channels, size=hooks.image_size)
         rows = [{"path": p} for p in paths]
         what = f"images of {args.images}"
     else:
@@ -160,7 +167,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for row, lab in zip(rows, labels):
             row["label"] = lab
         what = f"{cfg.dataset} {split} images"
-    validate_images(images, hooks.in_channels, what=what)
+    validate_images(images, hooks.in_channels, what=what, image_size=hooks.image_size)
     scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
     bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
     if bad:

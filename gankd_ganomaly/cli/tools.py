@@ -20,18 +20,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_flops(args: argparse.Namespace) -> int:
-    report = compression_report(args.dataset)
+    report = compression_report(args.dataset, image_size=args.image_size)
     if args.json:
         print(json.dumps({k: report[k] for k in ("teacher", "student", "params_ratio", "flops_ratio")}))
         return 0
     t, s = report["teacher"], report["student"]
-    print(f"{args.dataset} ({report['in_channels']} channel(s), 32x32, generator only, 1 multiply-add = 1 flop)")
-    print(f"{'':10}{'widths':>14}{'params':>12}{'FLOPs':>12}")
-    print(f"{'teacher':10}{'-'.join(map(str, report['teacher_widths'])):>14}{_fmt_count(t['params']):>12}"
-          f"{_fmt_count(t['flops']):>12}")
-    print(f"{'student':10}{'-'.join(map(str, report['student_widths'])):>14}{_fmt_count(s['params']):>12}"
-          f"{_fmt_count(s['flops']):>12}")
-    print(f"{'ratio':10}{'':>14}{report['params_ratio']:>11.2f}x{report['flops_ratio']:>11.2f}x")
+    size = report["image_size"]
+    print(f"{args.dataset} ({report['in_channels']} channel(s), {size}x{size}, generator only, 1 multiply-add = 1 "
+          "flop)")
+    key = "pyramid" if size != 32 else "widths"  # above 32x32 the blocks GANomaly's pyramid adds are shown too
+    col = 14 if size == 32 else 22
+    print(f"{'':10}{key:>{col}}{'params':>12}{'FLOPs':>12}")
+    for who, counts in (("teacher", t), ("student", s)):
+        widths = report[f"{who}_pyramid"] if size != 32 else report[f"{who}_widths"]
+        print(f"{who:10}{'-'.join(map(str, widths)):>{col}}{_fmt_count(counts['params']):>12}"
+              f"{_fmt_count(counts['flops']):>12}")
+    print(f"{'ratio':10}{'':>{col}}{report['params_ratio']:>11.2f}x{report['flops_ratio']:>11.2f}x")
     return 0
 
 

@@ -93,11 +93,14 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
     RunFolder(out, RUN_FILES).check(resume=args.resume, overwrite=args.overwrite)
     if args.tensorboard:
         _require_tensorboard()
-    if cfg.teacher_checkpoint and "teacher_widths" not in data and cfg.schedule().needs_teacher:
-        # the teacher's widths are those of its checkpoint unless the config says otherwise
+    if cfg.teacher_checkpoint and cfg.schedule().needs_teacher and (
+            "teacher_widths" not in data or "image_size" not in data):
+        # the teacher's widths and image size are those of its checkpoint unless the config says otherwise
         header, _ = read_model_file(cfg.teacher_checkpoint)
-        if header.get("widths"):
+        if header.get("widths") and "teacher_widths" not in data:
             cfg = cfg.replace(teacher_widths=list(header["widths"]))
+        if header.get("image_size") and "image_size" not in data:
+            cfg = cfg.replace(image_size=int(header["image_size"]))
     if args.resume and not (out / "checkpoint.pt").exists():
         print(f"note: --resume but {out / 'checkpoint.pt'} does not exist; starting from the first epoch",
               file=sys.stderr)
@@ -113,9 +116,9 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     _set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
     cfg, data = load_run_data(cfg)  # a folder's channel count comes from its images
-    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images", image_size=cfg.image_size)
     if len(data.test):
-        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
+        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images", image_size=cfg.image_size)
     teacher = None
     if cfg.method != "teacher" and cfg.schedule().needs_teacher:
         if not cfg.teacher_checkpoint:
@@ -125,7 +128,8 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
             teacher = build_gan(make_hooks(cfg), cfg.teacher_widths, cfg.seed)
         else:
             teacher, header = load_model(cfg.teacher_checkpoint, widths=cfg.teacher_widths,
-                                         in_channels=cfg.in_channels, what="teacher", role="teacher")
+                                         in_channels=cfg.in_channels, what="teacher", role="teacher",
+                                         image_size=cfg.image_size)
             _check_teacher(cfg, header, out)
     with RunFolder(out, RUN_FILES) as folder:  # from here on a second run on this folder is refused, naming this one
         folder.check(resume=args.resume, overwrite=args.overwrite)  # again: another run may have finished here

@@ -39,7 +39,7 @@ def _keep(labels: np.ndarray, normal_class: int | None) -> np.ndarray:
 
 
 
-def _load_digits(normal_class: int | None) -> Loaded:
+def _load_digits(normal_class: int | None, size: int = 32) -> Loaded:
     # Imported here: scikit-learn takes about a second to import and only this dataset needs it.
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -51,7 +51,8 @@ def _load_digits(normal_class: int | None) -> Loaded:
     )
     source = "scikit-learn digits, stratified 70/30 split (random_state=0)"
     keep = _keep(train_y, normal_class)
-    return to_model_range(train_x[keep], 16.0), train_y[keep], to_model_range(test_x, 16.0), test_y, source
+    return (to_model_range(train_x[keep], 16.0, size), train_y[keep], to_model_range(test_x, 16.0, size), test_y,
+            source)
 
 
 # --- MNIST / Fashion-MNIST: IDX files ---------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def _find_idx_files(directory: Path) -> list[Path] | None:
     return found
 
 
-def _load_idx_dataset(dataset: str, root: Path, normal_class: int | None, download: bool) -> Loaded:
+def _load_idx_dataset(dataset: str, root: Path, normal_class: int | None, download: bool, size: int = 32) -> Loaded:
     search = _idx_search_dirs(dataset, root)
     files = next((f for f in map(_find_idx_files, search) if f is not None), None)
     if files is None and download:
@@ -105,8 +106,8 @@ def _load_idx_dataset(dataset: str, root: Path, normal_class: int | None, downlo
     compression = "gzip" if any(f.suffix == ".gz" for f in files) else "uncompressed"
     source = f"{dataset_spec(dataset).display_name} {compression} IDX at {train_images_path.parent}"
     keep = _keep(train_labels, normal_class)
-    train_x = to_model_range(train_images[keep][:, None], 255.0)
-    test_x = to_model_range(test_images[:, None], 255.0)
+    train_x = to_model_range(train_images[keep][:, None], 255.0, size)
+    test_x = to_model_range(test_images[:, None], 255.0, size)
     return train_x, train_labels[keep], test_x, test_labels, source
 
 
@@ -212,7 +213,7 @@ def _bad_cifar_batch(path: Path, err: BaseException) -> DatasetFileError:
                             f"{_CIFAR_URL} again (or pass --download after deleting the folder)")
 
 
-def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loaded:
+def _load_cifar10(root: Path, normal_class: int | None, download: bool, size: int = 32) -> Loaded:
     directory = root / "cifar-10-batches-py"
     names = (*_CIFAR_TRAIN_BATCHES, "test_batch")
     if download and not all((directory / n).is_file() for n in names):
@@ -232,8 +233,8 @@ def _load_cifar10(root: Path, normal_class: int | None, download: bool) -> Loade
         label_parts.append(labels[keep])
     test_images, test_labels = _read_cifar_batch(directory / "test_batch")
     source = f"CIFAR-10 python batches at {directory}"
-    return (to_model_range(np.concatenate(train_parts), 255.0), np.concatenate(label_parts),
-            to_model_range(test_images, 255.0), test_labels, source)
+    return (to_model_range(np.concatenate(train_parts), 255.0, size), np.concatenate(label_parts),
+            to_model_range(test_images, 255.0, size), test_labels, source)
 
 
 # --- helpers shared by the file-based datasets -------------------------------------------------------------------
@@ -270,17 +271,17 @@ def _download(dataset: str, root: Path) -> None:
 # student widths: the paper's Table 4 students; digits (not in the paper) borrows MNIST's.
 _DIGIT_NAMES = tuple(str(d) for d in range(10))
 register(DatasetSpec("digits", "digits", _DIGIT_NAMES, 1, (2, 4, 8), paper_student=False,
-                     load=lambda root, normal_class, download: _load_digits(normal_class), files=False))
+                     load=lambda root, normal_class, download, size=32: _load_digits(normal_class, size), files=False))
 register(DatasetSpec("mnist", "MNIST", _DIGIT_NAMES, 1, (2, 4, 8),
-                     load=lambda root, normal_class, download: _load_idx_dataset("mnist", resolve_root(root),
-                                                                                 normal_class, download)))
+                     load=lambda root, normal_class, download, size=32: _load_idx_dataset(
+                         "mnist", resolve_root(root), normal_class, download, size)))
 register(DatasetSpec("fmnist", "Fashion-MNIST",
                      ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                       "ankle boot"), 1, (1, 2, 4),
-                     load=lambda root, normal_class, download: _load_idx_dataset("fmnist", resolve_root(root),
-                                                                                 normal_class, download)))
+                     load=lambda root, normal_class, download, size=32: _load_idx_dataset(
+                         "fmnist", resolve_root(root), normal_class, download, size)))
 register(DatasetSpec("cifar10", "CIFAR-10",
                      ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
                      3, (8, 16, 64),
-                     load=lambda root, normal_class, download: _load_cifar10(resolve_root(root), normal_class,
-                                                                             download)))
+                     load=lambda root, normal_class, download, size=32: _load_cifar10(resolve_root(root),
+                                                                                      normal_class, download, size)))

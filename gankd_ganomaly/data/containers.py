@@ -22,8 +22,9 @@ from .registry import class_names
 class OneClassData:
     """One normal class of a dataset, ready for training and scoring.
 
-    ``train``: (N, C, 32, 32) float32 in [-1, 1], only normal-class images of the train split.
-    ``test``: (M, C, 32, 32) float32 in [-1, 1], the whole test split.
+    ``train``: (N, C, S, S) float32 in [-1, 1], only normal-class images of the train split; S is the image size
+    it was loaded at (:attr:`image_size`, 32 unless ``image_size`` was given to the loader).
+    ``test``: (M, C, S, S) float32 in [-1, 1], the whole test split.
     ``test_labels``: (M,) int64, 0 = normal (class == ``normal_class``), 1 = novel.
     ``source``: which files / which split the images came from, for logs and reports.
     """
@@ -45,6 +46,11 @@ class OneClassData:
         return int(self.train.shape[1])
 
     @property
+    def image_size(self) -> int:
+        """Side of the (square) images: 32, 64 or 128, as loaded."""
+        return int(self.train.shape[-1])
+
+    @property
     def class_name(self) -> str:
         """Human-readable name of the normal class, e.g. ``"bag"`` or ``"3"``."""
         return class_names(self.dataset)[self.normal_class]
@@ -64,18 +70,20 @@ class UnsafeDatasetFileError(DatasetFileError, pickle.UnpicklingError):
 
 
 class InvalidImagesError(ValueError):
-    """Images the 32x32 networks cannot take: not a float tensor, wrong shape or channel count, empty, or NaN/Inf."""
+    """Images the networks cannot take: not a float tensor, wrong shape, size or channel count, empty, or NaN/Inf."""
 
 
-def validate_images(images: torch.Tensor, channels: int, what: str = "images") -> None:
-    """Raise :class:`InvalidImagesError` unless ``images`` is a non-empty float tensor (N, ``channels``, 32, 32)
-    with finite values; the message names ``what``, the shape found, or the first image holding NaN/Inf."""
+def validate_images(images: torch.Tensor, channels: int, what: str = "images", image_size: int = IMAGE_SIZE) -> None:
+    """Raise :class:`InvalidImagesError` unless ``images`` is a non-empty float tensor (N, ``channels``,
+    ``image_size``, ``image_size``) with finite values; the message names ``what``, the shape found, or the first
+    image holding NaN/Inf."""
     if not isinstance(images, torch.Tensor):
         raise InvalidImagesError(f"{what} must be a torch.Tensor, got {type(images).__name__}")
-    expected = f"(N, {channels}, {IMAGE_SIZE}, {IMAGE_SIZE})"
-    if images.dim() != 4 or tuple(images.shape[2:]) != (IMAGE_SIZE, IMAGE_SIZE):
+    size = image_size
+    expected = f"(N, {channels}, {size}, {size})"
+    if images.dim() != 4 or tuple(images.shape[2:]) != (size, size):
         raise InvalidImagesError(f"{what} have shape {tuple(images.shape)}; the network takes {expected}: "
-                                 f"{channels}-channel images of {IMAGE_SIZE}x{IMAGE_SIZE} pixels")
+                                 f"{channels}-channel images of {size}x{size} pixels")
     if images.shape[1] != channels:
         raise InvalidImagesError(f"{what} have {images.shape[1]} channel(s) (shape {tuple(images.shape)}) but the "
                                  f"network takes {channels}-channel images {expected}")
@@ -99,9 +107,9 @@ class LabelledData:
     """Both splits with every class (e.g. to train an unconditional GAN or a classifier on a dataset)."""
 
     dataset: str
-    train: torch.Tensor         # (N, C, 32, 32) float32 in [-1, 1]
+    train: torch.Tensor         # (N, C, S, S) float32 in [-1, 1], S the image size (32 by default)
     train_labels: torch.Tensor  # (N,) int64 class indices
-    test: torch.Tensor          # (M, C, 32, 32)
+    test: torch.Tensor          # (M, C, S, S)
     test_labels: torch.Tensor   # (M,) int64 class indices
     source: str
 
@@ -113,11 +121,12 @@ Loaded = tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str]
 ``normal_class`` when one is given, every class when it is None."""
 
 
-def to_model_range(images: np.ndarray, max_value: float) -> torch.Tensor:
-    """(N, C, H, W) values in [0, max_value] -> float32 (N, C, 32, 32) in [-1, 1] (bilinear resize if needed)."""
+def to_model_range(images: np.ndarray, max_value: float, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """(N, C, H, W) values in [0, max_value] -> float32 (N, C, size, size) in [-1, 1] (bilinear resize, from the
+    files' own pixels, if H, W differ from it)."""
     x = torch.from_numpy(np.array(images, dtype=np.float32))  # copy: the inputs are often read-only buffers
     x.div_(max_value).mul_(2.0).sub_(1.0)
-    if tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     # Bilinear weights are convex, so this only removes float rounding past the ends.
     return x.clamp_(-1.0, 1.0).contiguous()

@@ -12,9 +12,10 @@ size; files with other suffixes and hidden files (``.DS_Store``, the ``.gankd-ca
 Only the files directly in each folder are read (sub-folders of ``good/`` are not searched).
 
 Decoding (:func:`decode_image`): values are divided by the maximum of the file's bit depth (255 for 8-bit,
-65535 for 16-bit, never the image's own maximum), mapped to [-1, 1], and resized to 32x32 by bilinear
-interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``; the same operation that resizes
-MNIST's 28x28 images, so the same pixels give the same tensor as the IDX loader). Alpha is dropped; palette
+65535 for 16-bit, never the image's own maximum), mapped to [-1, 1], and resized to size x size (32x32 by
+default; 64 or 128 for the networks of those sizes) by bilinear interpolation
+(``torch.nn.functional.interpolate``, ``align_corners=False``; the same operation that resizes MNIST's 28x28
+images, so the same pixels give the same tensor as the IDX loader). Alpha is dropped; palette
 images are expanded to RGB. Channels: gray images (modes 1, L, LA, I;16, I, F) give 1 channel, colour images
 3; with ``channels=None`` the count is read from the data, and a folder mixing both is refused naming a file of
 each kind (force one with ``channels=1`` or ``channels=3``: colour is then converted to gray with the ITU-R 601
@@ -246,7 +247,8 @@ def load_folder(root: str | os.PathLike[str], channels: int | None = None, *, ca
     ``dataset="folder"``, ``normal_class=0`` (class name ``"good"``); ``train`` is every image of train/good,
     ``test`` every image of test/* (label 0 for test/good, 1 for the other folders), possibly empty (then
     AUROC cannot be measured). ``train_files``/``test_files`` give each image's path and ``test_kinds`` its test
-    folder. ``channels``: 1, 3, or None (read from the images). ``cache=False`` decodes every file again and
+    folder. ``channels``: 1, 3, or None (read from the images). ``size``: the side every image is resized to (32,
+    64 or 128, the network's image size; part of the cache key). ``cache=False`` decodes every file again and
     writes no cache.
     """
     from .containers import OneClassData
@@ -278,11 +280,11 @@ def load_folder(root: str | os.PathLike[str], channels: int | None = None, *, ca
 
 
 def load_image_folder(folder: str | Path, channels: int, size: int = 32) -> tuple[torch.Tensor, list[str]]:
-    """PNG/JPEG/BMP/TIFF files of ``folder`` (sorted by name) as (N, channels, 32, 32) in [-1, 1], and their
+    """PNG/JPEG/BMP/TIFF files of ``folder`` (sorted by name) as (N, channels, size, size) in [-1, 1], and their
     paths (``folder/name``).
 
     Decoded as a folder dataset's images (:func:`read_images`): 8- or 16-bit values divided
-    by their bit depth's maximum, converted to ``channels`` (1 gray, 3 colour), resized to 32x32 (bilinear), so
+    by their bit depth's maximum, converted to ``channels`` (1 gray, 3 colour), resized to size x size (bilinear), so
     they match the training data. A missing folder, a folder without images, or a file that cannot be read
     raises a named error giving the path.
     """

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from . import builtin  # noqa: F401 (registers the built-in datasets)
+from ..networks import IMAGE_SIZE, check_image_size
 from .containers import LabelledData, OneClassData
-from .registry import FOLDER, dataset_spec
+from .registry import FOLDER, DatasetSpec, dataset_spec
 
 
 def load_one_class(
@@ -21,6 +22,7 @@ def load_one_class(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     channels: int | None = None,
+    image_size: int = IMAGE_SIZE,
 ) -> OneClassData:
     """Load ``dataset`` with ``normal_class`` as the normal class (see :class:`OneClassData` for shapes).
 
@@ -28,7 +30,9 @@ def load_one_class(
     With ``download=True``, files that are not found are downloaded into ``root`` with torchvision first.
     ``dataset="folder"``: your own images under ``root`` (required), normal class 0 ("good"), ``channels``
     1, 3 or None (read from the images); see :func:`gankd_ganomaly.data.folder.load_folder`.
+    ``image_size`` (32, 64 or 128): every image is resized to it (bilinear, from the files' own pixels).
     """
+    image_size = check_image_size(image_size)
     if dataset == FOLDER:
         if isinstance(normal_class, bool) or normal_class != 0:
             raise ValueError(f"a folder dataset has one normal class, 0 (its train/good images); got "
@@ -40,7 +44,7 @@ def load_one_class(
             raise ValueError("download does not apply to a folder dataset: its images are yours")
         from .folder import load_folder
 
-        return load_folder(root, channels)
+        return load_folder(root, channels, size=image_size)
     spec = dataset_spec(dataset)
     if channels is not None and channels != spec.channels:
         raise ValueError(f"dataset {dataset!r} has {spec.channels}-channel images; channels={channels!r} "
@@ -54,7 +58,7 @@ def load_one_class(
         )
     normal_class = int(normal_class)
 
-    train_x, _, test_x, test_y, source = spec.load(root, normal_class, download)
+    train_x, _, test_x, test_y, source = _load(spec, root, normal_class, download, image_size)
 
     if len(train_x) == 0:
         raise ValueError(
@@ -71,11 +75,20 @@ def load_one_class(
     )
 
 
-def load_labelled(dataset: str, root: str | os.PathLike[str] | None = None, download: bool = False) -> LabelledData:
+def _load(spec: DatasetSpec, root, normal_class: int | None, download: bool, image_size: int) -> tuple:
+    """``spec.load`` at ``image_size`` (a loader registered without ``size=`` is only called at 32)."""
+    if image_size == IMAGE_SIZE:
+        return spec.load(root, normal_class, download)
+    return spec.load(root, normal_class, download, size=image_size)
+
+
+def load_labelled(dataset: str, root: str | os.PathLike[str] | None = None, download: bool = False,
+                  image_size: int = IMAGE_SIZE) -> LabelledData:
     """All classes of both splits, from the same files, layouts and preprocessing as :func:`load_one_class`."""
     if dataset == FOLDER:
         raise ValueError("load_labelled reads the built-in datasets; a folder dataset has one class: "
                          "use load_one_class")
-    train_x, train_y, test_x, test_y, source = dataset_spec(dataset).load(root, None, download)
+    train_x, train_y, test_x, test_y, source = _load(dataset_spec(dataset), root, None, download,
+                                                     check_image_size(image_size))
     as_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64).copy())  # noqa: E731 (IDX arrays are read-only)
     return LabelledData(dataset, train_x, as_labels(train_y), test_x, as_labels(test_y), source)

@@ -21,9 +21,11 @@ class DatasetSpec:
     """A built-in one-class dataset.
 
     ``load(root, normal_class, download)`` returns :data:`gankd_ganomaly.data.containers.Loaded` (``normal_class``
-    None keeps every class of the train split). ``student_widths`` are the default student's (c1, c2, c3); with
-    ``paper_student`` the paper reports that student (Table 4). ``files``: whether the data is read from files
-    under a root folder (digits is embedded in scikit-learn).
+    None keeps every class of the train split) at 32x32; a loader that also takes ``size=`` (64, 128: the
+    built-in ones do) is called with it for other image sizes, and resizes from the files' own pixels.
+    ``student_widths`` are the default student's (c1, c2, c3); with ``paper_student`` the paper reports that
+    student (Table 4). ``files``: whether the data is read from files under a root folder (digits is embedded in
+    scikit-learn).
     """
 
     name: str

@@ -60,6 +60,17 @@ def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(c, h // 2, 2, w // 2, 2, n).permute(0, 2, 4, 1, 3, 5).reshape(4 * c, h // 2, w // 2, n)
 
 
+class _Taps(nn.Module):
+    """The 2x2 taps (4, O, C) and bias (O, 1) of one batch-last layer, and its output width (a holder: looping over
+    a ``ModuleList`` of these is how TorchScript runs the 64x64 and 128x128 networks' extra blocks)."""
+
+    def __init__(self, taps: torch.Tensor, bias: torch.Tensor, channels: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("taps", taps)
+        self.register_buffer("bias", bias)
+        self.channels = channels
+
+
 def _pad_batch_last(x: torch.Tensor) -> torch.Tensor:
     """Zero-pad the two spatial dims of a (C, H, W, N) map by 1 (a new contiguous map)."""
     return F.pad(x, [0, 0, 1, 1, 1, 1])
@@ -84,26 +95,28 @@ class BatchLastScorer(nn.Module):
         generator = _as_generator(generator)
         with torch.no_grad():
             plain = GanomalyScorer(generator, channels_last=False)  # folded weights, (N, C, H, W) order
-            for name, encoder, first in (("e1", plain.encoder1, 0), ("e2", plain.encoder2, 1)):
-                for i in range(first, 3):  # the second encoder's first conv lives in the tail
-                    self.register_buffer(f"{name}_w{i}", _taps_4x4_stride2(getattr(encoder, f"w{i}")))
-                    self.register_buffer(f"{name}_b{i}", getattr(encoder, f"b{i}").unsqueeze(1).contiguous())
+            for name, encoder in (("e1", plain.encoder1), ("e2", plain.encoder2)):
+                # (w, b) of every block; the second encoder's first conv lives in the tail
+                layers = [(encoder.w0, encoder.b0), *((blk.weight, blk.bias) for blk in encoder.blocks)]
+                if name == "e1":
+                    self.register_buffer("e1_w0", _taps_4x4_stride2(encoder.w0))
+                    self.register_buffer("e1_b0", encoder.b0.unsqueeze(1).contiguous())
+                setattr(self, f"{name}_blocks", nn.ModuleList(
+                    _Taps(_taps_4x4_stride2(w), b.unsqueeze(1).contiguous()) for w, b in layers[1:]))
                 self.register_buffer(f"{name}_head", encoder.head)  # (latent, c3*16), columns (c, h, w)
             self.register_buffer("d_w0", plain.decoder.w0)  # (c3*16, latent), rows (c, h, w)
             self.register_buffer("d_b0", plain.decoder.b0.unsqueeze(1).contiguous())
-            (up1, b1), (up2, b2), _ = _fold_decoder(generator.decoder)[1]
-            self.register_buffer("up1_w", _taps_2x2(_layout(_phase_weight(up1, phase_major=True), False)))
-            self.register_buffer("up1_b", _layout(b1.repeat(4).unsqueeze(1), False))
-            self.register_buffer("up2_w", _taps_2x2(_layout(_phase_weight(up2, phase_major=True), False)))
-            self.register_buffer("up2_b", _layout(b2.repeat(4).unsqueeze(1), False))
+            ups = _fold_decoder(generator.decoder)[1][:-1]  # the stride-2 layers before the output layer
+            self.ups = nn.ModuleList(
+                _Taps(_taps_2x2(_layout(_phase_weight(w, phase_major=True), False)),
+                      _layout(b.repeat(4).unsqueeze(1), False), int(w.shape[1])) for w, b in ups)
             tail = plain.tail
             assert isinstance(tail, _PhaseTail)
             self.register_buffer("tail_up", _taps_2x2(tail.up))  # outputs (c, a, b)
             self.register_buffer("tail_down", _taps_2x2(tail.down))
             self.register_buffer("tail_b", tail.bias.unsqueeze(1).contiguous())
         self.slope, self.c3 = plain.encoder1.slope, plain.decoder.c3
-        self.c1, self.c2 = int(up2.shape[1]), int(up1.shape[1])
-        self.in_channels = int(generator.in_channels)
+        self.in_channels, self.image_size = int(generator.in_channels), plain.image_size
         self.eval()
 
     def _down(self, x: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -122,16 +135,18 @@ class BatchLastScorer(nn.Module):
         return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_scorer_input(images, self.in_channels)
+        check_scorer_input(images, self.in_channels, self.image_size)
         n, c, size = images.shape[0], images.shape[1], images.shape[2]
         # (N, C*H*W) -> (C*H*W, N) through PyTorch's blocked 2-d transpose (2x faster than a 4-d permute copy)
         flat = torch.empty([c * size * size, n], dtype=images.dtype, device=images.device)
         flat.copy_(images.reshape(n, c * size * size).t())
         h = self._down(flat.view(c, size, size, n), self.e1_w0, self.e1_b0)
-        h = self._down(self._down(h, self.e1_w1, self.e1_b1), self.e1_w2, self.e1_b2)
+        for block in self.e1_blocks:
+            h = self._down(h, block.taps, block.bias)
         z1 = torch.mm(self.e1_head, h.reshape(-1, n))  # (latent, N)
-        d = torch.relu_(torch.addmm(self.d_b0, self.d_w0, z1)).view(self.c3, 4, 4, n)
-        d = self._up(self._up(_pad_batch_last(d), self.up1_w, self.up1_b, self.c2), self.up2_w, self.up2_b, self.c1)
+        d = _pad_batch_last(torch.relu_(torch.addmm(self.d_b0, self.d_w0, z1)).view(self.c3, 4, 4, n))
+        for up in self.ups:
+            d = self._up(d, up.taps, up.bias, up.channels)
         s = torch.sigmoid_(_conv2x2_batch_last(d, self.tail_up, None))  # (x_hat + 1) / 2 in phases
         half = size // 2
         p = s.unflatten(0, [c, 2, 2])  # (c, a, b, 17, 17, N)
@@ -140,6 +155,7 @@ class BatchLastScorer(nn.Module):
         p[:, :, 1, :, 0].fill_(0.5)
         p[:, :, 0, :, half].fill_(0.5)
         h = F.leaky_relu_(_conv2x2_batch_last(s, self.tail_down, self.tail_b), self.slope)
-        h = self._down(self._down(h, self.e2_w1, self.e2_b1), self.e2_w2, self.e2_b2)
+        for block in self.e2_blocks:
+            h = self._down(h, block.taps, block.bias)
         z2 = torch.mm(self.e2_head, h.reshape(-1, n))
         return (z1 - z2).pow(2).mean(dim=0)

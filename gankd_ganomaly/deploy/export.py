@@ -1,6 +1,7 @@
 """Deployment export of a trained GANomaly generator: a self-contained scoring model.
 
-The exported model takes images ``(N, C, 32, 32)`` in [-1, 1] and returns the anomaly score of
+The exported model takes images ``(N, C, S, S)`` in [-1, 1], S the model's image size (32, 64 or 128), and
+returns the anomaly score of
 :meth:`GanomalyHooks.score` in eval mode, shape ``(N,)``: the mean over the latent of
 ``(z1 - z2)^2``. It needs neither this package nor its networks to run: a TorchScript file loads
 with ``torch.jit.load`` (Python or C++), an ONNX file with any ONNX runtime.
@@ -13,11 +14,12 @@ Two graphs can be exported (``optimize``):
   of a 1x1 map are written as the matrix products they are; each stride-2 transposed convolution
   takes the fastest of three equivalent forms for its width (the op itself, a 3x3 convolution +
   pixel shuffle, or a matrix product + col2im); the decoder's last layer and the second encoder's
-  first convolution run on the four phases of x_hat (:class:`_PhaseTail`), so the 32x32 image is
-  never assembled; tanh is ``2*sigmoid(2x) - 1``. The layout follows the widths
-  (:func:`default_layout`): channels-last for networks 8 or more channels wide, and for networks
-  at most 8 channels wide :class:`BatchLastScorer`, the same math with the batch as the innermost
-  dimension, where every convolution is a few matrix products. Scores equal the eager model's up
+  first convolution run on the four phases of x_hat (:class:`_PhaseTail`), so the image x_hat is
+  never assembled; the 64x64 and 128x128 networks' pyramid blocks are rewritten like the others; tanh is
+  ``2*sigmoid(2x) - 1``. The layout follows the widths (:func:`default_layout`, measured at 32x32):
+  channels-last for networks 8 or more channels wide, and for networks at most 8 channels wide
+  :class:`BatchLastScorer`, the same math with the batch as the innermost dimension, where every
+  convolution is a few matrix products. Scores equal the eager model's up
   to float rounding (tested: within 1e-5 absolute and 1e-4 of their scale). ``benchmarks/``
   measures it (section ``scoring``).
 * ``optimize=False``: the generator's own layers as they are (eval mode); the default for ONNX,
@@ -44,7 +46,7 @@ from torch import nn
 
 import gankd
 
-from ..networks import IMAGE_SIZE, GanomalyGenerator
+from ..networks import GanomalyGenerator
 from .batch_last import BatchLastScorer
 from .folded import GanomalyScorer, _as_generator, check_scorer_input
 
@@ -59,10 +61,11 @@ class _EagerScorer(nn.Module):
         generator = copy.deepcopy(_as_generator(generator)).eval()
         self.encoder1, self.decoder, self.encoder2 = generator.encoder1, generator.decoder, generator.encoder2
         self.in_channels = int(generator.in_channels)
+        self.image_size = int(generator.image_size)
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_scorer_input(images, self.in_channels)
+        check_scorer_input(images, self.in_channels, self.image_size)
         z1 = self.encoder1(images)
         z2 = self.encoder2(self.decoder(z1))
         return (z1 - z2).pow(2).flatten(1).mean(dim=1)
@@ -104,9 +107,10 @@ def scoring_module(gan_or_generator: Any, *, optimize: bool = True, layout: str 
     return module.to(next(generator.parameters()).device).eval()
 
 
-def _example_input(in_channels: int, batch: int = 2, device: torch.device | str = "cpu") -> torch.Tensor:
+def _example_input(in_channels: int, batch: int = 2, device: torch.device | str = "cpu",
+                   image_size: int = 32) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
-    return (torch.rand(batch, in_channels, IMAGE_SIZE, IMAGE_SIZE, generator=gen) * 2 - 1).to(device)
+    return (torch.rand(batch, in_channels, image_size, image_size, generator=gen) * 2 - 1).to(device)
 
 
 def _check_channels(generator: GanomalyGenerator, in_channels: int) -> None:
@@ -138,7 +142,7 @@ def to_torchscript(gan_or_generator: Any, in_channels: int, *, optimize: bool = 
         scripted = torch.jit.freeze(scripted.eval())  # weights become constants; no training-mode code
     # a frozen module keeps a forward that accepts any batch size; check it runs before handing it out
     with torch.inference_mode():
-        scripted(_example_input(in_channels, device=device))
+        scripted(_example_input(in_channels, device=device, image_size=generator.image_size))
     return scripted
 
 
@@ -208,7 +212,8 @@ def onnx_available() -> tuple[bool, str]:
 
 def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, optimize: bool = False,
                 opset: int | None = None) -> Path:
-    """Write an ONNX scoring model (input ``images`` (N, C, 32, 32), output ``scores`` (N,), dynamic N).
+    """Write an ONNX scoring model (input ``images`` (N, C, S, S), S the model's image size, output ``scores``
+    (N,), dynamic N).
 
     Needs the optional ``onnx`` and ``onnxscript`` packages (raises :class:`gankd.MissingDependencyError`, an
     ``ImportError`` and ``RuntimeError``, naming them if absent);
@@ -234,7 +239,7 @@ def export_onnx(gan_or_generator: Any, in_channels: int, path: str | Path, *, op
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file: give a file path such as model.onnx", str(path))
-    example = _example_input(in_channels)
+    example = _example_input(in_channels, image_size=generator.image_size)
     kwargs: dict[str, Any] = {"input_names": ["images"], "output_names": ["scores"],
                               "dynamic_shapes": {"images": {0: torch.export.Dim("batch", min=1)}},
                               "dynamo": True, "external_data": False, "verbose": False}
@@ -287,10 +292,10 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
 
             raise MissingDependencyError(why)
     gan, header = load_model(model_path)  # refuses NaN/Inf weights: their scores would all be NaN
-    in_channels = int(gan.generator.in_channels)
+    in_channels, size = int(gan.generator.in_channels), int(gan.generator.image_size)
     calibrated = header.get("threshold") or {}
-    metadata = {"format": "gankd-ganomaly-scorer", "in_channels": in_channels, "image_size": IMAGE_SIZE,
-                "input": f"float32 (N, {in_channels}, {IMAGE_SIZE}, {IMAGE_SIZE}) in [-1, 1]",
+    metadata = {"format": "gankd-ganomaly-scorer", "in_channels": in_channels, "image_size": size,
+                "input": f"float32 (N, {in_channels}, {size}, {size}) in [-1, 1]",
                 "threshold": calibrated.get("value"), "target_fpr": calibrated.get("target_fpr"),
                 "rule": "novel if score > threshold", "method": header.get("method"),
                 "dataset": header.get("dataset"), "widths": list(gan.generator.widths)}
@@ -303,6 +308,6 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
     side = out_path.with_name(out_path.name + ".json")
     gankd.atomic_write_text(side, json.dumps(metadata, indent=1) + "\n")
     return {"source": str(model_path), "path": str(out_path), "format": fmt, "optimize": optimize,
-            "layout": layout, "in_channels": in_channels, "widths": list(gan.generator.widths),
+            "layout": layout, "in_channels": in_channels, "image_size": size, "widths": list(gan.generator.widths),
             "role": header.get("role"), "method": header.get("method"), "dataset": header.get("dataset"),
             "threshold": calibrated.get("value"), "metadata": str(side)}

@@ -5,6 +5,8 @@ every eval-mode batch norm is folded into the convolution before it; the encoder
 4x4 map and the decoder's first 4x4 transposed convolution of a 1x1 map are the matrix products they are; each
 stride-2 transposed convolution takes the fastest of three equivalent forms for its width; the decoder's last
 layer and the second encoder's first convolution run on the four phases of x_hat (:class:`_PhaseTail`).
+Every image size the networks take (32, 64, 128) is rewritten the same way: GANomaly's pyramid blocks of the 64x64
+and 128x128 networks are more stride-2 blocks of the same kind.
 """
 from __future__ import annotations
 
@@ -17,16 +19,19 @@ from torch import nn
 from ..networks import Decoder, Encoder, GanomalyGenerator
 
 
-def check_scorer_input(images: torch.Tensor, in_channels: int) -> None:
-    """Raise ``ValueError`` naming the expected ``(N, C, 32, 32)`` float32 input; compiled into every exported
-    scorer (TorchScript shows it as the last line of its ``torch.jit.Error``), so a wrong input fails at the
-    door, not deep inside the graph, and a 64x64 image is refused instead of silently scored."""
-    if images.dim() != 4 or images.size(1) != in_channels or images.size(2) != 32 or images.size(3) != 32:
-        raise ValueError("expected images of shape (N, " + str(in_channels) + ", 32, 32) in [-1, 1], got ("
-                         + ", ".join([str(d) for d in images.shape]) + ")")
+def check_scorer_input(images: torch.Tensor, in_channels: int, image_size: int = 32) -> None:
+    """Raise ``ValueError`` naming the expected ``(N, C, S, S)`` float32 input (S = the model's ``image_size``);
+    compiled into every exported scorer (TorchScript shows it as the last line of its ``torch.jit.Error``), so a
+    wrong input fails at the door, not deep inside the graph, and an image of another size (64x64 for a 32x32
+    model) is refused instead of silently scored."""
+    size = str(image_size)
+    if images.dim() != 4 or images.size(1) != in_channels or images.size(2) != image_size \
+            or images.size(3) != image_size:
+        raise ValueError("expected images of shape (N, " + str(in_channels) + ", " + size + ", " + size
+                         + ") in [-1, 1], got (" + ", ".join([str(d) for d in images.shape]) + ")")
     if images.dtype != torch.float32:
-        raise ValueError("expected float32 images in [-1, 1] of shape (N, " + str(in_channels) + ", 32, 32); "
-                         "convert them first, e.g. images.float() / 127.5 - 1 for 0-255 values")
+        raise ValueError("expected float32 images in [-1, 1] of shape (N, " + str(in_channels) + ", " + size + ", "
+                         + size + "); convert them first, e.g. images.float() / 127.5 - 1 for 0-255 values")
 
 
 
@@ -42,24 +47,25 @@ def _as_generator(gan_or_generator: Any) -> GanomalyGenerator:
 
 
 def _encoder_layers(encoder: Encoder) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d], list[nn.LeakyReLU]]:
-    """An :class:`Encoder`'s feature layers by type, in order: 3 convolutions, batch norms and LeakyReLUs."""
+    """An :class:`Encoder`'s feature layers by type, in order: its convolutions, batch norms and LeakyReLUs (3 of
+    each at 32x32, one more per pyramid block at 64x64 and 128x128)."""
     layers = list(encoder.features.modules())
     convs = [m for m in layers if isinstance(m, nn.Conv2d)]
     bns = [m for m in layers if isinstance(m, nn.BatchNorm2d)]
     acts = [m for m in layers if isinstance(m, nn.LeakyReLU)]
-    if len(convs) != 3 or len(bns) != 3 or len(acts) != 3:
-        raise ValueError("expected an Encoder of 3 x (Conv2d, BatchNorm2d, LeakyReLU) blocks")
+    if len(convs) < 3 or not len(convs) == len(bns) == len(acts):
+        raise ValueError("expected an Encoder of 3 or more (Conv2d, BatchNorm2d, LeakyReLU) blocks")
     return convs, bns, acts
 
 
 def _decoder_layers(decoder: Decoder) -> tuple[list[nn.ConvTranspose2d], list[nn.BatchNorm2d]]:
-    """A :class:`Decoder`'s layers by type, in order: 4 transposed convolutions (the last one the output layer,
-    followed by tanh) and the 3 batch norms between them."""
+    """A :class:`Decoder`'s layers by type, in order: its transposed convolutions (4 at 32x32, one more per pyramid
+    block; the last one the output layer, followed by tanh) and the batch norms between them (one fewer)."""
     layers = [m for m in decoder.modules() if not list(m.children())]  # the leaf layers, in order
     deconvs = [m for m in layers if isinstance(m, nn.ConvTranspose2d)]
     bns = [m for m in layers if isinstance(m, nn.BatchNorm2d)]
-    if len(deconvs) != 4 or len(bns) != 3 or not isinstance(layers[-1], nn.Tanh):
-        raise ValueError("expected a Decoder of 3 x (ConvTranspose2d, BatchNorm2d, ReLU) + ConvTranspose2d, Tanh")
+    if len(deconvs) < 4 or len(bns) != len(deconvs) - 1 or not isinstance(layers[-1], nn.Tanh):
+        raise ValueError("expected a Decoder of 3 or more (ConvTranspose2d, BatchNorm2d, ReLU) + ConvTranspose2d, Tanh")
     return deconvs, bns
 
 
@@ -76,20 +82,38 @@ def _layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t.contiguous()
 
 
+class _StridedConv(nn.Module):
+    """One folded encoder block: a stride-2 4x4 convolution with bias (the batch norm), then LeakyReLU."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, slope: float) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.slope = slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu_(F.conv2d(x, self.weight, self.bias, 2, 1), self.slope)
+
+
 class _FoldedEncoder(nn.Module):
-    """An :class:`Encoder` with its batch norms folded: 3 strided convs (+bias, LeakyReLU) and a matrix head."""
+    """An :class:`Encoder` with its batch norms folded: its strided convs (+bias, LeakyReLU; 3 at 32x32, one more
+    per pyramid block) and a matrix head. ``w0``/``b0`` are the first block's; ``blocks`` the others."""
 
     def __init__(self, encoder: Encoder, channels_last: bool) -> None:
         super().__init__()
         convs, bns, acts = _encoder_layers(encoder)
         self.slope = float(acts[0].negative_slope)
         self.channels_last = channels_last
-        for i, (conv, bn) in enumerate(zip(convs, bns)):
+        folded = []
+        for conv, bn in zip(convs, bns):
             if conv.bias is not None or conv.stride != (2, 2) or conv.padding != (1, 1):
                 raise ValueError("expected bias-free 4x4 convolutions with stride 2 and padding 1")
             scale, shift = _bn_scale_shift(bn)
-            self.register_buffer(f"w{i}", _layout(conv.weight.double() * scale[:, None, None, None], channels_last))
-            self.register_buffer(f"b{i}", _layout(shift, False))
+            folded.append((_layout(conv.weight.double() * scale[:, None, None, None], channels_last),
+                           _layout(shift, False)))
+        self.register_buffer("w0", folded[0][0])
+        self.register_buffer("b0", folded[0][1])
+        self.blocks = nn.ModuleList(_StridedConv(w, b, self.slope) for w, b in folded[1:])
         # head: a 4x4 conv over the 4x4 map, no padding = one matrix product over the flattened map,
         # flattened in the order the map is stored (c, h, w) or, channels_last, (h, w, c)
         head = encoder.head.weight.detach()  # (out, c3, 4, 4)
@@ -100,8 +124,8 @@ class _FoldedEncoder(nn.Module):
 
     def after_first(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder from its second block on, given the first block's output."""
-        x = F.leaky_relu_(F.conv2d(x, self.w1, self.b1, 2, 1), self.slope)
-        x = F.leaky_relu_(F.conv2d(x, self.w2, self.b2, 2, 1), self.slope)
+        for block in self.blocks:
+            x = block(x)
         if self.channels_last:
             x = x.permute(0, 2, 3, 1)  # a view of a channels_last map
         return F.linear(x.reshape(x.shape[0], -1), self.head)  # (N, out)
@@ -230,7 +254,8 @@ def _deconv_module(weight: torch.Tensor, bias: torch.Tensor, channels_last: bool
 
 class _PhaseTail(nn.Module):
     """The decoder's last layer (transposed conv + tanh) and the second encoder's first block (conv + LeakyReLU),
-    run on the four 16x16 phases of the 32x32 image x_hat instead of on the image.
+    run on the four 16x16 phases of the 32x32 image x_hat instead of on the image (the S/2 x S/2 phases of an
+    S x S image at the other sizes; 17 below is S/2 + 1).
 
     Phase (a, b) of x_hat is x_hat[2m+a, 2n+b]. Each phase of the transposed conv is a 2x2 conv, and all four
     are one 2x2 conv with 4*C outputs over the 16x16 map padded by 1 (:func:`_phase_weight`): its 17x17
@@ -264,12 +289,13 @@ class _PhaseTail(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # h is padded first (a cheap copy): oneDNN's 2x2 kernel with padding of its own is ~1.5x slower
+        half = h.size(2)  # S/2: 16 for a 32x32 image
         s = torch.sigmoid_(F.conv2d(F.pad(h, (1, 1, 1, 1)), self.up))  # (N, 4C, 17, 17): (x_hat + 1) / 2 in phases
         p = s.unflatten(1, [self.c, 2, 2])  # a view (N, C, a, b, 17, 17)
         p[:, :, 1, :, 0].fill_(0.5)  # phase a=1, row 0 stands for image row -1: the encoder's zero padding
-        p[:, :, 0, :, 16].fill_(0.5)  # phase a=0, row 16 stands for image row 32
+        p[:, :, 0, :, half].fill_(0.5)  # phase a=0, row 16 stands for image row 32
         p[:, :, :, 1, :, 0].fill_(0.5)
-        p[:, :, :, 0, :, 16].fill_(0.5)
+        p[:, :, :, 0, :, half].fill_(0.5)
         return F.leaky_relu_(F.conv2d(s, self.down, self.bias, 1, 0), self.slope)
 
 
@@ -277,8 +303,8 @@ def _fold_decoder(decoder: Decoder) -> tuple[tuple[torch.Tensor, torch.Tensor], 
     """A :class:`Decoder`'s layers with their batch norms folded (float64).
 
     Returns ``((w, b), [(w1, b1), (w2, b2), (w3, b3)])``: the first transposed conv (latent, c3, 4, 4) and its
-    per-channel bias (c3,), then the three stride-2 transposed convs (Cin, Cout, 4, 4) with biases (Cout,) (the
-    last one's zero, no batch norm: tanh follows it).
+    per-channel bias (c3,), then the stride-2 transposed convs (Cin, Cout, 4, 4) with biases (Cout,) (three at
+    32x32, one more per pyramid block; the last one's bias is zero, no batch norm: tanh follows it).
     """
     deconvs, bns = _decoder_layers(decoder)
     for d in deconvs[1:]:
@@ -288,7 +314,7 @@ def _fold_decoder(decoder: Decoder) -> tuple[tuple[torch.Tensor, torch.Tensor], 
     for deconv, bn in zip(deconvs, bns):
         scale, shift = _bn_scale_shift(bn)
         folded.append((deconv.weight.detach().double() * scale[None, :, None, None], shift))
-    last = deconvs[3].weight.detach().double()
+    last = deconvs[-1].weight.detach().double()
     folded.append((last, last.new_zeros(last.shape[1])))
     return folded[0], folded[1:]
 
@@ -306,23 +332,28 @@ class _FoldedDecoder(nn.Module):
             w, b = w.permute(0, 2, 3, 1), b.permute(1, 2, 0)
         self.register_buffer("w0", _layout(w.flatten(1).t(), False))  # (c3*16, latent)
         self.register_buffer("b0", _layout(b.flatten(), False))
-        self.up1, self.up2, self.up3 = (_deconv_module(w, b, channels_last, i == 2) for i, (w, b) in enumerate(folded))
+        # the stride-2 layers before the output layer (2 at 32x32), then the output layer (tanh)
+        self.ups = nn.ModuleList(_deconv_module(w, b, channels_last, False) for w, b in folded[:-1])
+        self.up_last = _deconv_module(folded[-1][0], folded[-1][1], channels_last, True)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.up3(self.up2_output(z))  # each layer applies its activation (ReLU, ReLU, tanh)
+        return self.up_last(self.up2_output(z))  # each layer applies its activation (ReLU, ..., tanh)
 
     def up2_output(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder up to (and with) its third layer: the (N, c1, 16, 16) map the last layer takes."""
+        """The decoder up to the output layer: the (N, c1, S/2, S/2) map the last layer takes (16x16 at 32x32)."""
         x = torch.relu_(F.linear(z, self.w0, self.b0))
         if self.channels_last:
             x = x.view(z.shape[0], 4, 4, self.c3).permute(0, 3, 1, 2)
         else:
             x = x.view(z.shape[0], self.c3, 4, 4)
-        return self.up2(self.up1(x))
+        for up in self.ups:
+            x = up(x)
+        return x
 
 
 class GanomalyScorer(nn.Module):
-    """Inference-only GANomaly scoring graph: images (N, C, 32, 32) -> scores (N,) (mean of (z1 - z2)^2).
+    """Inference-only GANomaly scoring graph: images (N, C, S, S) -> scores (N,) (mean of (z1 - z2)^2), S the
+    generator's image size (32, 64 or 128).
 
     Built from a generator's eval-mode weights (batch-norm running statistics folded in); later
     changes to the generator do not reach it. ``channels_last`` runs the convolutions on
@@ -349,10 +380,11 @@ class GanomalyScorer(nn.Module):
             else:
                 self.tail = nn.Identity()
         self.in_channels = int(generator.in_channels)
+        self.image_size = int(getattr(generator, "image_size", 32))
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_scorer_input(images, self.in_channels)
+        check_scorer_input(images, self.in_channels, self.image_size)
         z1 = self.encoder1(images)  # channels_last weights make the convs run channels_last
         if self.phase_tail:
             z2 = self.encoder2.after_first(self.tail(self.decoder.up2_output(z1)))

@@ -46,8 +46,9 @@ def scoring_mode(module: nn.Module, bn_mode: str) -> Iterator[None]:
                         v.copy_(saved[k])
 
 
-def as_image_tensor(images: Any, channels: int | None, what: str = "images") -> torch.Tensor:
-    """``images`` checked for scoring: a float tensor (N, C, 32, 32) with N >= 1 and finite values.
+def as_image_tensor(images: Any, channels: int | None, what: str = "images", image_size: int = 32) -> torch.Tensor:
+    """``images`` checked for scoring: a float tensor (N, C, S, S), S = ``image_size`` (the network's), with N >= 1
+    and finite values.
 
     A NumPy array is converted with ``torch.from_numpy`` (no copy; same dtype rules as a tensor). Integer
     images (e.g. uint8 0-255) are refused rather than guessed at: scale them to [-1, 1] first
@@ -60,19 +61,20 @@ def as_image_tensor(images: Any, channels: int | None, what: str = "images") -> 
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor):
-        raise InvalidImagesError(f"{what} must be a torch.Tensor or numpy array (N, C, 32, 32), got "
-                                 f"{type(images).__name__}")
+        raise InvalidImagesError(f"{what} must be a torch.Tensor or numpy array (N, C, {image_size}, {image_size}), "
+                                 f"got {type(images).__name__}")
     if not images.is_floating_point() and images.dim() == 4 and images.shape[0] > 0:
         raise InvalidImagesError(f"{what} must be floating point in [-1, 1], got dtype {images.dtype}; scale them "
                                  "first, e.g. images.float() / 127.5 - 1 for 0-255 values")
     validate_images(images, channels if channels is not None else (images.shape[1] if images.dim() == 4 else 1),
-                    what=what)
+                    what=what, image_size=image_size)
     return images
 
 
 def anomaly_scores(hooks: Detector, gan: GAN, images: torch.Tensor, *, batch_size: int = 256,
                    bn_mode: str = "eval", device: str | torch.device | None = None) -> torch.Tensor:
-    """Scores (N,) on CPU for images (N, C, 32, 32) in [-1, 1], computed in batches under inference mode.
+    """Scores (N,) on CPU for images (N, C, S, S) in [-1, 1] (S the network's image size, 32 by default), computed
+    in batches under inference mode.
 
     ``images`` are checked first (:func:`as_image_tensor`: a NumPy array is converted; integer, empty,
     wrongly shaped or NaN/Inf input raises :class:`~gankd_ganomaly.data.InvalidImagesError`), so one bad image
@@ -86,7 +88,8 @@ def anomaly_scores(hooks: Detector, gan: GAN, images: torch.Tensor, *, batch_siz
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     channels = getattr(hooks, "in_channels", None) or getattr(getattr(gan, "generator", None), "in_channels", None)
-    images = as_image_tensor(images, channels)
+    size = getattr(hooks, "image_size", None) or getattr(getattr(gan, "generator", None), "image_size", 32)
+    images = as_image_tensor(images, channels, image_size=size)
     device = torch.device(device) if device is not None else next(gan.parameters()).device
     out = []
     with scoring_mode(gan, bn_mode), torch.inference_mode():

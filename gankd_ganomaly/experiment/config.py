@@ -20,7 +20,7 @@ from gankd import OptimizerConfig, get_schedule
 from ..data import ALL_DATASETS, FOLDER, class_names, dataset_spec
 from ..evaluation import BN_MODES
 from ..hooks import RECIPES, GanomalyLossWeights
-from ..networks import TEACHER_WIDTHS
+from ..networks import IMAGE_SIZE, IMAGE_SIZES, TEACHER_WIDTHS
 
 SCHEDULE_METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
                     "P-KDGAN-I", "P-KDGAN-II-23", "P-KDGAN-II-24")
@@ -47,8 +47,10 @@ class RunConfig:
     """Everything that determines one run; written next to every result (``config.yaml``).
 
     ``epochs`` is per stage (the paper's M); ``student_widths=None`` resolves to the dataset's
-    preset; ``teacher_checkpoint`` is the trained teacher a distillation method starts from
-    (a ``model.pt`` written by a teacher run, or that run's folder).
+    preset; ``image_size`` (32, 64 or 128) is the side every image is resized to and the networks are built for
+    (GANomaly's extra pyramid blocks above 32, :mod:`gankd_ganomaly.networks`); ``teacher_checkpoint`` is the
+    trained teacher a distillation method starts from (a ``model.pt`` written by a teacher run, or that run's
+    folder).
     """
 
     dataset: str = "digits"
@@ -74,6 +76,7 @@ class RunConfig:
     channels: int | None = None          # folder datasets: 1 or 3 forces it; None: read from the images
     calibration_share: float | None = None  # train images held out for the threshold; None: 0.1 folder, 0 others
     target_fpr: float = 0.01             # false-positive rate the threshold aims at on normal images
+    image_size: int = IMAGE_SIZE         # 32, 64 or 128: images are resized to it, networks built for it
 
     def __post_init__(self) -> None:
         if self.dataset not in ALL_DATASETS:
@@ -125,6 +128,10 @@ class RunConfig:
             if not 0 <= self.calibration_share <= 0.5:
                 raise ConfigError(f"calibration_share must be in [0, 0.5] (or null: 0.1 for folder datasets, 0 "
                                   f"for the built-in ones), got {self.calibration_share!r}")
+        if isinstance(self.image_size, bool) or self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))} (images are resized to "
+                              f"image_size x image_size), got {self.image_size!r}")
+        self.image_size = int(self.image_size)
         self.target_fpr = _number("target_fpr", self.target_fpr)
         if not 0 < self.target_fpr < 0.5:
             raise ConfigError(f"target_fpr must be in (0, 0.5), e.g. 0.01 for 1%; got {self.target_fpr!r}")

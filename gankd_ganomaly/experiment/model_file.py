@@ -19,7 +19,7 @@ from gankd.modelfile import MODEL_FORMAT as GANKD_MODEL_FORMAT
 
 from ..data import dataset_spec, DATASETS
 from ..hooks import GanomalyHooks
-from ..networks import LATENT_DIM, TEACHER_WIDTHS
+from ..networks import IMAGE_SIZE, LATENT_DIM, TEACHER_WIDTHS
 from .config import RunConfig
 
 FAMILY = "ganomaly"  # the family's name in the gankd.families entry-point group
@@ -36,13 +36,21 @@ def save_model(path: str | Path, gan: GAN, cfg: RunConfig, threshold: Mapping[st
     ``cfg.to_dict()``, e.g. the sweep's budget-level view of it), the calibrated decision ``threshold`` record when
     given, and ``extra`` (e.g. the sweep's budget). :func:`gankd.modelfile.load_model` and ``gankd train``
     (``teacher: {checkpoint: FILE}``) read it as any family's model file; :func:`load_model` adds GANomaly's checks.
+    ``family_args`` are GanomalyHooks' ``in_channels`` and ``latent_dim``, and ``image_size`` when it is not 32
+    (a 32x32 file is byte-for-byte what it was before image sizes; a reader defaults a missing one to 32).
     """
     metadata = {"method": cfg.method, "dataset": cfg.dataset, "normal_class": cfg.normal_class,
                 "config": dict(config) if config is not None else cfg.to_dict(), **dict(extra or {})}
     if threshold is not None:
         metadata["threshold"] = dict(threshold)
-    gankd.modelfile.save_model(path, gan, family=FAMILY,
-                               family_args={"in_channels": cfg.in_channels, "latent_dim": LATENT_DIM},
+    image_size = int(getattr(gan.generator, "image_size", IMAGE_SIZE))
+    if image_size != cfg.image_size:
+        raise ValueError(f"the GAN takes {image_size}x{image_size} images but the config says image_size "
+                         f"{cfg.image_size}")
+    family_args: dict[str, Any] = {"in_channels": cfg.in_channels, "latent_dim": LATENT_DIM}
+    if image_size != IMAGE_SIZE:
+        family_args["image_size"] = image_size
+    gankd.modelfile.save_model(path, gan, family=FAMILY, family_args=family_args,
                                width=list(cfg.trained_widths), role="teacher" if cfg.method == "teacher" else "student",
                                metadata=metadata)
 
@@ -77,6 +85,7 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
         role = "student" if ckpt.get("student") is not None else "teacher"
         header = {"format": "engine-checkpoint", "method": cfg.method, "role": role, "dataset": cfg.dataset,
                   "normal_class": cfg.normal_class, "in_channels": cfg.in_channels, "latent_dim": LATENT_DIM,
+                  "image_size": cfg.image_size,
                   "widths": list(cfg.student_widths if role == "student" else cfg.teacher_widths),
                   "config": config, "version": ckpt.get("version")}
         return header, ckpt[role]
@@ -86,6 +95,7 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
                   "dataset": meta.get("dataset"), "normal_class": meta.get("normal_class"),
                   "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
                   "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": meta.get("config") or {},
+                  "image_size": int(args.get("image_size", IMAGE_SIZE)),
                   "version": ckpt.get("version"),
                   **{k: v for k, v in meta.items() if k not in ("method", "dataset", "normal_class", "config")}}
         return header, ckpt["state_dict"]
@@ -99,7 +109,8 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
         header = {"format": GANKD_MODEL_FORMAT, "role": ckpt.get("role"), "method": ckpt.get("role"),
                   "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
                   "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": config,
-                  "run_config": run_config, "version": ckpt.get("version")}
+                  "image_size": int(args.get("image_size", IMAGE_SIZE)), "run_config": run_config,
+                  "version": ckpt.get("version")}
         return header, ckpt["state_dict"]
     if ckpt.get("format") == SWEEP_TEACHER_FORMAT:  # a sweep's teacher (results/*/teachers/*.pt)
         config = ckpt.get("config") or {}
@@ -108,6 +119,7 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
                   "in_channels": (dataset_spec(config["dataset"]).channels if config.get("dataset") in DATASETS
                                   else None),
                   "widths": list(config.get("teacher_widths") or TEACHER_WIDTHS), "latent_dim": LATENT_DIM,
+                  "image_size": int(config.get("image_size") or IMAGE_SIZE),
                   "config": config, "version": ckpt.get("version")}
         return header, ckpt["state_dict"]
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
@@ -118,7 +130,8 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
 
 
 def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_channels: int | None = None,
-               what: str = "model", role: str | None = None, allow_nonfinite: bool = False) -> tuple[GAN, dict]:
+               what: str = "model", role: str | None = None, allow_nonfinite: bool = False,
+               image_size: int | None = None) -> tuple[GAN, dict]:
     """Build a GANomaly GAN and load weights from ``path``; returns ``(gan, header)``.
 
     ``widths``/``in_channels`` say which architecture the caller expects (default: the file's header). A file
@@ -126,6 +139,9 @@ def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_chan
     ``role="teacher"`` (or ``"student"``) refuses a file whose header says it holds the other role (a bare
     state_dict has no header and is taken as it is). Weights with NaN/Inf (a diverged run) are refused too,
     since every score they give is NaN; ``allow_nonfinite=True`` loads them anyway (to inspect them).
+    ``image_size``: the size the caller expects (default: the file's, 32 for files without one, a bare state_dict
+    included); a file of another size is refused with :class:`gankd.CheckpointError` naming both.
+    The header's ``image_size`` is always set (the size the GAN was built for).
     """
     header, state_dict = read_model_file(path)
     if role is not None and header.get("role") not in (None, role):
@@ -147,16 +163,23 @@ def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_chan
     if widths is None or in_channels is None:
         raise CheckpointError(f"{str(path)!r} is a bare state_dict without a header: give the widths "
                               "(--widths c1,c2,c3) and the dataset it was trained on")
-    hooks = GanomalyHooks(in_channels=int(in_channels))
+    file_size = int(header.get("image_size") or IMAGE_SIZE)
+    if image_size is not None and header.get("image_size") is not None and int(image_size) != file_size:
+        raise CheckpointError(f"{what} {str(path)!r} is a model for {file_size}x{file_size} images, not "
+                              f"{image_size}x{image_size}: use image size {file_size} (--image-size {file_size}), "
+                              f"or a model trained at {image_size}")
+    size = int(image_size) if image_size is not None else file_size
+    hooks = GanomalyHooks(in_channels=int(in_channels), image_size=size)
     gan = hooks.build_gan(widths)
+    header = {**header, "image_size": size}
     try:
         load_weights(gan, state_dict, what=f"{what} ({path})")
     except CheckpointError as err:
         hint = ""
         if header.get("widths") is not None:
             hint = (f" (the file's header says: {header.get('role', 'model')} of method {header.get('method')!r}, "
-                    f"widths {list(header['widths'])}, {header.get('in_channels')} channel(s); expected: widths "
-                    f"{list(widths)}, {in_channels} channel(s))")
+                    f"widths {list(header['widths'])}, {header.get('in_channels')} channel(s), {file_size}x"
+                    f"{file_size} images; expected: widths {list(widths)}, {in_channels} channel(s), {size}x{size})")
         raise CheckpointError(f"{err}{hint}") from None
     return gan, header
 

@@ -22,20 +22,20 @@ from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from ..evaluation.flops import count_generator
 from ..hooks import GanomalyHooks
-from .config import RUN_FILES, RunConfig, channels_last_networks, check_device, config_differences
+from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
 from .model_file import save_model
 
 
 def make_hooks(cfg: RunConfig) -> GanomalyHooks:
-    """The GANomaly hooks for the config's dataset (channel count) and loss weights."""
-    return GanomalyHooks(in_channels=cfg.in_channels, weights=cfg.loss_weights)
+    """The GANomaly hooks for the config's dataset (channel count), image size and loss weights."""
+    return GanomalyHooks(in_channels=cfg.in_channels, weights=cfg.loss_weights, image_size=cfg.image_size)
 
 
 def load_run_data(cfg: RunConfig) -> tuple[RunConfig, OneClassData]:
     """``(cfg, data)``: the config's dataset loaded, and the config with a folder's channel count resolved
-    (``channels`` set from the images when it was None)."""
+    (``channels`` set from the images when it was None). Images are resized to ``cfg.image_size``."""
     data = load_one_class(cfg.dataset, cfg.normal_class, root=cfg.data_root, download=cfg.download,
-                          channels=cfg.channels if cfg.dataset == FOLDER else None)
+                          channels=cfg.channels if cfg.dataset == FOLDER else None, image_size=cfg.image_size)
     if cfg.dataset == FOLDER and cfg.channels is None:
         cfg = cfg.replace(channels=data.channels)
     return cfg, data
@@ -105,12 +105,18 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     recipe = cfg.recipe if schedule is None else "custom"
     schedule = schedule if schedule is not None else cfg.schedule()
     is_teacher_run = cfg.method == "teacher"
-    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images")
+    validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images", image_size=cfg.image_size)
     skip_auroc = auroc_skip_reason(data)
     if len(data.test):
-        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images")
+        validate_images(data.test, cfg.in_channels, what=f"{cfg.dataset} test images", image_size=cfg.image_size)
     if schedule.needs_teacher and not is_teacher_run and teacher is None:
         raise ValueError(f"method {cfg.method!r} distils from a teacher: pass a trained teacher GAN")
+    if schedule.needs_teacher and not is_teacher_run:
+        teacher_size = getattr(teacher.generator, "image_size", None)
+        if teacher_size != cfg.image_size:
+            raise ConfigError(f"the teacher takes {teacher_size}x{teacher_size} images but this run's image_size is "
+                              f"{cfg.image_size}: distil at the teacher's size (image_size={teacher_size}, "
+                              f"--image-size {teacher_size}) or train a teacher at {cfg.image_size}")
     out = Path(out_dir) if out_dir is not None else None
     if tensorboard and out is None:
         raise ValueError("tensorboard=True needs out_dir (the logs go to out_dir/tensorboard)")
@@ -157,7 +163,7 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
     start = time.perf_counter()
     history = engine.fit(schedule, batches, resume=ckpt)
     wall_s = time.perf_counter() - start
-    counts = count_generator(cfg.in_channels, cfg.trained_widths)
+    counts = count_generator(cfg.in_channels, cfg.trained_widths, image_size=cfg.image_size)
     calib_scores = anomaly_scores(hooks, trained, calib_images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
     threshold = calibrate_threshold(calib_scores, cfg.target_fpr)
     calibration = {
@@ -177,7 +183,7 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
         "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],
         "auroc_skipped": skip_auroc,
         "threshold": calibration, "train_images": len(train_images),
-        "params": counts["params"], "flops": counts["flops"], "wall_s": wall_s,
+        "image_size": cfg.image_size, "params": counts["params"], "flops": counts["flops"], "wall_s": wall_s,
         "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
         "discriminator_resets": hooks.discriminator_resets, "data_source": data.source,
         "version": gankd.__version__, "config": cfg.to_dict(), "history": history,
