@@ -320,3 +320,22 @@ def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_cont
     assert "| 0.7000 ± 0.0000 (6/10 cl. x 2 seeds) |" in text  # the P-KDGAN-II-23 column comes from --records
     stats = result["statistics"]["cpu/beyond/mnist"]
     assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recommended"] == pytest.approx(0.075)
+
+
+def test_full_data_section_pairs_each_student_with_its_seeds_student_alone():
+    from gankd_ganomaly.study.records import _group
+    from gankd_ganomaly.study.sections import full_data_section
+
+    def rec(method, seed, auroc, curve=None):
+        return {"budget": "full-data", "dataset": "mnist", "normal_class": 5, "method": method, "seed": seed,
+                "auroc_last": auroc, "auroc_per_epoch": curve or [auroc]}
+
+    records = [rec("teacher", 0, 0.97, [0.90, 0.96, 0.97, 0.95, 0.97]), rec("teacher", 1, 0.95),
+               rec("student-alone", 0, 0.90), rec("student-alone", 1, 0.80),
+               rec("recommended", 0, 0.92), rec("recommended", 1, 0.79), rec("P-KDGAN-II-23", 0, 0.75)]
+    text = "\n".join(full_data_section(_group(records)["full-data"]))
+    assert "| MNIST 5 | 0.9600 ± 0.0141 (n=2) | 0.8500 ± 0.0707 (n=2) | 0.7500 | 0.8550 ± 0.0919 (n=2) |" in text
+    assert "| s0 +2.00, s1 -1.00 | s0 -15.00 | +11.00 -> +10.50 |" in text
+    assert "mean +0.50 points over 2 (class, seed) pairs, positive in 1 of 2" in text
+    assert "over its last 4 epochs, mean 2.00 points over 1 teachers" in text  # the seed-1 curve is too short
+    assert full_data_section(_group([{**r, "budget": "cpu"} for r in records])["cpu"]) == []

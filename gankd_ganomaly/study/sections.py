@@ -278,7 +278,7 @@ FULL_DATA_METHODS = ("teacher", "student-alone", "P-KDGAN-II-23", "recommended")
 
 
 def _seed_cell(values: list[float]) -> str:
-    return f"{fmt_mean_std(values)} ({len(values)})" if values else DASH
+    return fmt_mean_std(values) if values else DASH
 
 
 def full_data_section(groups: list[_Group]) -> list[str]:
@@ -322,11 +322,12 @@ def full_data_section(groups: list[_Group]) -> list[str]:
     return ["## Beyond the paper: a teacher worth distilling (`full-data` budget)", "",
             f"Budget `full-data`: {BUDGETS['full-data'].description.rstrip('.')}. The Figure-2 classes; every student of a (class, seed) distils "
             "from that seed's teacher. The recipe was chosen on the cpu budget's development runs, before any of "
-            "these runs existed. Cells: last-epoch AUROC, mean ± std over seeds (number of seeds). Gains and gaps "
+            "these runs existed. Cells: last-epoch AUROC, mean ± std over seeds. Gains and gaps "
             "in AUROC points, per seed.", "",
             *_table(["data, normal class", "teacher", "student alone", "P-KDGAN-II-23", "recommended",
                      "recommended - alone", "P-KDGAN-II-23 - alone", "teacher gap alone -> recommended"], rows), "",
             summary("`recommended`", gains), summary("P-KDGAN-II-23", paper_gains),
             f"- Teacher curve: AUROC spread (max - min) over its last 4 epochs, mean "
-            f"{_points(float(np.mean(flat))) if flat else DASH} points over {len(flat)} teachers.",
+            f"{f'{100 * float(np.mean(flat)):.2f}' if flat else DASH} points over {len(flat)} teachers (a flat curve "
+            "has a small spread).",
             "- With three classes these pairs are a description, not a test: they are not independent classes.", ""]
