@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import gankd  # noqa: E402
 from gankd_ganomaly.data import builtin as data_module  # noqa: E402
 from gankd_ganomaly.cli import main as cli  # noqa: E402
 from gankd_ganomaly.data import OneClassData  # noqa: E402
@@ -203,8 +205,7 @@ def main(argv=None) -> int:
         "teacher_auroc_above_0.5_every_seed": all(r["teacher_auroc"] > 0.5 for r in per_seed),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    gankd.atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["checks"]))
     print(f"wrote {out}")
     return 0

@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import gankd  # noqa: E402
 from gankd_ganomaly.cli import main as cli  # noqa: E402
 from gankd_ganomaly.data import OneClassData, load_one_class  # noqa: E402
 from gankd_ganomaly.data import builtin  # noqa: E402
@@ -160,8 +162,7 @@ def main(argv=None) -> int:
         "score_scale": float(csv_scores.abs().max()),
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    gankd.atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["checks"]))
     print(f"wrote {out}")
     return 0
