@@ -4,10 +4,9 @@
 ``folder`` (ROOT/train/good, ROOT/test/<kind>), ``one_class`` (loading by name), ``containers`` (what loaders
 return, and the image checks), ``cifar_prep`` (CIFAR-10 copies made from the offline sources).
 """
-from . import builtin  # noqa: F401 (registers the built-in datasets before the names below are read)
 from .containers import (DatasetFileError, DatasetNotFoundError, InvalidImagesError, LabelledData, OneClassData,
                          UnsafeDatasetFileError, validate_images)
-from .one_class import load_labelled, load_one_class
+from .one_class import load_labelled, load_one_class  # imports .builtin, which registers the built-in datasets
 from .registry import FOLDER, DatasetSpec, class_names, dataset_spec, datasets, register
 
 DATASETS: tuple[str, ...] = datasets()

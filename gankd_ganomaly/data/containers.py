@@ -17,7 +17,6 @@ from ..networks import IMAGE_SIZE
 from .registry import class_names
 
 
-
 @dataclass(frozen=True, eq=False)  # eq=False: field-wise == on tensors is ambiguous; compare fields explicitly.
 class OneClassData:
     """One normal class of a dataset, ready for training and scoring.
@@ -56,7 +55,6 @@ class OneClassData:
         return class_names(self.dataset)[self.normal_class]
 
 
-
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are in none of the searched folders; the message lists them and how to get the files."""
 
@@ -79,11 +77,10 @@ def validate_images(images: torch.Tensor, channels: int, what: str = "images", i
     image holding NaN/Inf."""
     if not isinstance(images, torch.Tensor):
         raise InvalidImagesError(f"{what} must be a torch.Tensor, got {type(images).__name__}")
-    size = image_size
-    expected = f"(N, {channels}, {size}, {size})"
-    if images.dim() != 4 or tuple(images.shape[2:]) != (size, size):
+    expected = f"(N, {channels}, {image_size}, {image_size})"
+    if images.dim() != 4 or tuple(images.shape[2:]) != (image_size, image_size):
         raise InvalidImagesError(f"{what} have shape {tuple(images.shape)}; the network takes {expected}: "
-                                 f"{channels}-channel images of {size}x{size} pixels")
+                                 f"{channels}-channel images of {image_size}x{image_size} pixels")
     if images.shape[1] != channels:
         raise InvalidImagesError(f"{what} have {images.shape[1]} channel(s) (shape {tuple(images.shape)}) but the "
                                  f"network takes {channels}-channel images {expected}")
@@ -112,7 +109,6 @@ class LabelledData:
     test: torch.Tensor          # (M, C, S, S)
     test_labels: torch.Tensor   # (M,) int64 class indices
     source: str
-
 
 
 # What each loader returns: normal-class train images, test images, test class labels (M,), source description.

@@ -44,7 +44,10 @@ class DatasetSpec:
 
 def register(spec: DatasetSpec) -> DatasetSpec:
     """Add ``spec`` to the registry (a name can be registered once)."""
-    if spec.name in _REGISTRY or spec.name == FOLDER:
+    if spec.name == FOLDER:
+        raise ValueError(f"{FOLDER!r} is the name of your own image folders (gankd_ganomaly.data.folder); "
+                         "register the dataset under another name")
+    if spec.name in _REGISTRY:
         raise ValueError(f"dataset {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
