@@ -1,7 +1,7 @@
 """GANomaly as a :class:`gankd.GANHooks` family: losses of Eq. 2-5, K_l of Eq. 6, latent score."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import torch
@@ -107,13 +107,33 @@ class GanomalyHooks(GANHooks):
 
 
 RECOMMENDED_XHAT_WEIGHT = 30.0
+# The narrow students move slowly at the teacher's learning rate: Adam steps each weight by about lr, and a
+# 2-channel layer needs larger weights than a 64-channel one for the same output (docs/distillation.md).
+FAST_STUDENT_LR_FACTOR = 5.0
+_RECONSTRUCTION_K = {"terms": [{"output": "x_hat", "loss": "l1", "weight": RECOMMENDED_XHAT_WEIGHT}]}
+
+
+def _fast_student(optimizer: OptimizerConfig) -> dict[str, OptimizerConfig]:
+    """The student's generator at FAST_STUDENT_LR_FACTOR x the stage's lr; its discriminator keeps the stage's."""
+    return {"student.generator": replace(optimizer, lr=FAST_STUDENT_LR_FACTOR * optimizer.lr)}
 
 
 def _recommended(epochs: int, optimizer: OptimizerConfig) -> Schedule:
     """KDGAN-2 (student on its own losses, teacher frozen) with K on the reconstruction only: latent imitation
     is what hurts the narrow students (docs/distillation.md); the weight was chosen on development runs."""
-    k = {"terms": [{"output": "x_hat", "loss": "l1", "weight": RECOMMENDED_XHAT_WEIGHT}]}
-    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=k),), name="recommended")
+    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=_RECONSTRUCTION_K),), name="recommended")
+
+
+def _reconstruction_fast(epochs: int, optimizer: OptimizerConfig) -> Schedule:
+    """``recommended`` with the student's generator at FAST_STUDENT_LR_FACTOR x the stage's learning rate."""
+    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=_RECONSTRUCTION_K,
+                           optimizers=_fast_student(optimizer)),), name="reconstruction-fast")
+
+
+def _student_alone_fast(epochs: int, optimizer: OptimizerConfig) -> Schedule:
+    """The control of ``reconstruction-fast``: the same learning rates, no teacher."""
+    return Schedule((Stage("student-alone", epochs, optimizer, optimizers=_fast_student(optimizer)),),
+                    name="student-alone-fast")
 
 
 RECIPES: dict[str, Recipe] = {
@@ -121,4 +141,9 @@ RECIPES: dict[str, Recipe] = {
     "recommended": Recipe("recommended", _recommended,
                           "KDGAN-2 for M epochs with K = 30 * l1(x_hat): the student imitates the teacher's "
                           "reconstruction, not its latents (docs/distillation.md)"),
+    "reconstruction-fast": Recipe("reconstruction-fast", _reconstruction_fast,
+                                  "recommended with the student's generator at 5x the stage's learning rate"),
+    "student-alone-fast": Recipe("student-alone-fast", _student_alone_fast,
+                                 "control, no teacher: the student alone with its generator at 5x the stage's "
+                                 "learning rate"),
 }

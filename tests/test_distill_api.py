@@ -190,7 +190,7 @@ def test_resume_is_bit_identical_with_a_stateful_term_and_an_adaptor(hooks, tiny
 
 
 def test_recipes_are_named_and_recorded(digits0):
-    assert set(RECIPES) == {"paper", "recommended"}
+    assert set(RECIPES) == {"paper", "recommended", "reconstruction-fast", "student-alone-fast"}
     assert RunConfig(method="P-KDGAN-II-23").recipe == "paper"
     assert RunConfig(method="recommended").recipe == "recommended"
     assert RunConfig(method="student-alone").recipe is None
