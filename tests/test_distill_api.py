@@ -145,6 +145,22 @@ def test_per_network_learning_rates_are_applied(hooks, tiny_pair, digits0):
                    "student.discriminator": 5e-4}
 
 
+def test_fast_recipes_run_the_student_generator_at_five_times_the_stage_rate(hooks, tiny_pair, digits0):
+    teacher, student = tiny_pair
+    for name, networks in (("reconstruction-fast", {"student.generator": 1e-3, "student.discriminator": 2e-4}),
+                           ("student-alone-fast", {"student.generator": 1e-3, "student.discriminator": 2e-4})):
+        lrs = {}
+        probe = OnEpochEnd(lambda engine, state, record: lrs.update(
+            {n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()}))
+        schedule = RECIPES[name].schedule(1, OptimizerConfig(lr=2e-4))
+        DistillationEngine(hooks, teacher if schedule.needs_teacher else None, copy.deepcopy(student),
+                           callbacks=[probe]).fit(schedule, [digits0.train[:8]])
+        assert {n: lr for n, lr in lrs.items() if n.startswith("student")} == pytest.approx(networks)
+        assert schedule.stages[0].structure.name == ("KDGAN-2" if name == "reconstruction-fast" else "student-alone")
+    assert RECIPES["reconstruction-fast"].schedule(1).stages[0].distillation == \
+        RECIPES["recommended"].schedule(1).stages[0].distillation  # the same K as recommended
+
+
 def _stateful_schedule() -> Schedule:
     k = {"terms": [{"output": "z1", "loss": "standardized_l2", "args": {"momentum": 0.5}},
                    {"output": "@encoder1.features", "loss": "l2", "name": "K_feat", "adaptor": "conv1x1",

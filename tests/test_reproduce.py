@@ -312,14 +312,21 @@ def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_cont
             write(beyond, "student-alone", c, seed, 0.80 + 0.01 * c)
             write(beyond, "student-alone-wcon40", c, seed, 0.86 + 0.01 * c)
             write(beyond, "recommended", c, seed, 0.85 + 0.01 * c + (0.002 if c % 2 else -0.002))
+            write(beyond, "student-alone-fast", c, seed, 0.84 + 0.01 * c)
+            write(beyond, "reconstruction-fast", c, seed, 0.83 + 0.01 * c)
     result = write_report(paper, tmp_path / "results.md", None, beyond=[beyond])
     text = (tmp_path / "results.md").read_text()
     assert "## Beyond the paper: the `recommended` recipe" in text
     assert "MNIST: `recommended` **beats** the student trained alone (+5.00 points, one-sided Wilcoxon p=0.0156" in text
-    assert "against the reconstruction control (no teacher, w_con 40) it gains -1.00" in text
+    assert "against its control (w_con 40) it gains -1.00" in text
     assert "| 0.7000 ± 0.0000 (6/10 cl. x 2 seeds) |" in text  # the P-KDGAN-II-23 column comes from --records
     stats = result["statistics"]["cpu/beyond/mnist"]
     assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recommended"] == pytest.approx(0.075)
+    # a second recipe gets its own table, tested against its own control
+    assert "### The student at five times the learning rate: `reconstruction-fast`" in text
+    assert "against its control (5x lr, no teacher) it gains -1.00" in text
+    fast = result["statistics"]["cpu/beyond/reconstruction-fast/mnist"]
+    assert fast["vs_alone"]["mean_gain"] == pytest.approx(0.03) and fast["teacher_gap_recommended"] == pytest.approx(0.095)
 
 
 def test_full_data_section_pairs_each_student_with_its_seeds_student_alone():

@@ -13,49 +13,67 @@ from .budgets import BUDGETS
 from .sweep import FIGURE2_CLASSES
 from .records import (ALPHA, _cell, CURVE_METHODS, DASH, DATASET_LABELS, fmt_auroc, fmt_count, fmt_mean_std, fmt_paper,
                       fmt_pp, fmt_ratio, _Group, _mean_cell, STABILITY_EPOCHS, _table, TABLE3_METHODS)
-from .statistics import (BEYOND_CONTROL, beyond_paper_statistics, _class_mean_drop, _points, stability,
+from .statistics import (BEYOND_RECIPES, beyond_paper_statistics, _class_mean_drop, _points, stability,
                          stage_end_aurocs, _test_cell)
 
+# What each recipe of the section beyond the paper is, and what its control holds fixed (no teacher).
+_BEYOND_TEXT: dict[str, tuple[str, str, str]] = {
+    "recommended": (
+        "## Beyond the paper: the `recommended` recipe",
+        "The library's `recommended` recipe is KDGAN-2 for M epochs with K = 30 * l1(x_hat) "
+        "(`gankd_ganomaly.hooks.RECIPES`). It was chosen on development runs that are not in this table "
+        "(Figure-2 classes at seeds 100-101, `docs/distillation.md`). The teacher, the student alone, the "
+        "reconstruction control (the student alone with w_con = 40: the extra reconstruction weight the recipe "
+        "adds, without a teacher) and `recommended` come from one sweep of their own, all students distilling "
+        "from the same teachers; the P-KDGAN-II-23 column is the paper rows' (their own teachers, trained by "
+        "the same code and config on another machine).",
+        "control (w_con 40)"),
+    "reconstruction-fast": (
+        "### The student at five times the learning rate: `reconstruction-fast`",
+        "`reconstruction-fast` is `recommended` with the student's generator at 5x the stage's learning rate "
+        "(its discriminator and the teacher keep it). Its control, `student-alone-fast`, is the student alone "
+        "with the same learning rates and no teacher. Both were chosen on development runs that are not in this "
+        "table (Figure-2 classes at seeds 100-102, `docs/distillation.md`), and ran in the same sweep folder, "
+        "from the same teachers, as the rows above.",
+        "control (5x lr, no teacher)"),
+}
+
+
 def _beyond_paper(groups: list[_Group], paper_groups: list[_Group]) -> tuple[list[str], dict]:
-    """The library's ``recommended`` recipe, the student alone and the reconstruction control from their own
-    sweep (``groups``, same teachers), next to the paper's P-KDGAN-II-23 rows (``paper_groups``)."""
+    """Each recipe of :data:`BEYOND_RECIPES` against the student alone and its control, from their own sweep
+    (``groups``, same teachers), next to the paper's P-KDGAN-II-23 rows (``paper_groups``). Statistics are keyed
+    by the group's slug for ``recommended``, by ``recipe/slug`` for the others."""
     paper = {(g.dataset, g.variant): g for g in paper_groups}
-    rows, sentences, stats = [], [], {}
-    for g in groups:
-        if not g.runs.get("recommended"):
-            continue
-        st = stats[g.slug] = beyond_paper_statistics(g)
-        pg = paper.get((g.dataset, g.variant))
-        rows.append([g.label, _mean_cell(g, "teacher"), _mean_cell(g, "student-alone"),
-                     _mean_cell(pg, "P-KDGAN-II-23") if pg is not None else DASH, _mean_cell(g, BEYOND_CONTROL),
-                     _mean_cell(g, "recommended"), _test_cell(st["vs_alone"]), _test_cell(st["vs_control"]),
-                     f"{_points(st['teacher_gap_alone'])} -> {_points(st['teacher_gap_recommended'])}"])
-        w = st["vs_alone"]
-        won = w["mean_gain"] is not None and w["mean_gain"] > 0 and w["p_one_sided"] is not None \
-            and w["p_one_sided"] < ALPHA
-        wc = st["vs_control"]
-        sentences.append(
-            f"- {g.label}: `recommended` {'**beats**' if won else '**does not beat**'} the student trained alone "
-            f"({_points(w['mean_gain'])} points, one-sided Wilcoxon p="
-            f"{'n/a' if w['p_one_sided'] is None else format(w['p_one_sided'], '.4f')} over {w['n']} classes); "
-            f"against the reconstruction control (no teacher, w_con 40) it gains {_points(wc['mean_gain'])} (p="
-            f"{'n/a' if wc['p_one_sided'] is None else format(wc['p_one_sided'], '.4f')}). The teacher leads the "
-            f"student alone by {_points(st['teacher_gap_alone'])} points, the control by "
-            f"{_points(st['teacher_gap_control'])} and `recommended` by {_points(st['teacher_gap_recommended'])}.")
-    if not rows:
-        return [], stats
-    lines = ["## Beyond the paper: the `recommended` recipe", "",
-             "The library's `recommended` recipe is KDGAN-2 for M epochs with K = 30 * l1(x_hat) "
-             "(`gankd_ganomaly.hooks.RECIPES`). It was chosen on development runs that are not in this table "
-             "(Figure-2 classes at seeds 100-101, `docs/distillation.md`). The teacher, the student alone, the "
-             "reconstruction control (the student alone with w_con = 40: the extra reconstruction weight the recipe "
-             "adds, without a teacher) and `recommended` come from one sweep of their own, all students distilling "
-             "from the same teachers; the P-KDGAN-II-23 column is the paper rows' (their own teachers, trained by "
-             "the same code and config on another machine). Cells: mean over classes (± std over seeds), classes x "
-             "seeds. Gains: mean over classes of the per-class seed means, one-sided Wilcoxon over classes. Gap: "
-             "teacher - student, alone -> `recommended`.", "",
-             *_table(["data", "teacher", "student alone", "P-KDGAN-II-23 (paper)", "control (w_con 40)",
-                      "recommended", "gain vs alone", "gain vs control", "teacher gap"], rows), "", *sentences, ""]
+    lines, stats = [], {}
+    for recipe, control in BEYOND_RECIPES.items():
+        heading, intro, control_label = _BEYOND_TEXT[recipe]
+        rows, sentences = [], []
+        for g in groups:
+            if not g.runs.get(recipe):
+                continue
+            st = stats[g.slug if recipe == "recommended" else f"{recipe}/{g.slug}"] = beyond_paper_statistics(g, recipe)
+            pg = paper.get((g.dataset, g.variant))
+            rows.append([g.label, _mean_cell(g, "teacher"), _mean_cell(g, "student-alone"),
+                         _mean_cell(pg, "P-KDGAN-II-23") if pg is not None else DASH, _mean_cell(g, control),
+                         _mean_cell(g, recipe), _test_cell(st["vs_alone"]), _test_cell(st["vs_control"]),
+                         f"{_points(st['teacher_gap_alone'])} -> {_points(st['teacher_gap_recommended'])}"])
+            w, wc = st["vs_alone"], st["vs_control"]
+            won = w["mean_gain"] is not None and w["mean_gain"] > 0 and w["p_one_sided"] is not None \
+                and w["p_one_sided"] < ALPHA
+            sentences.append(
+                f"- {g.label}: `{recipe}` {'**beats**' if won else '**does not beat**'} the student trained alone "
+                f"({_points(w['mean_gain'])} points, one-sided Wilcoxon p="
+                f"{'n/a' if w['p_one_sided'] is None else format(w['p_one_sided'], '.4f')} over {w['n']} classes); "
+                f"against its {control_label} it gains {_points(wc['mean_gain'])} (p="
+                f"{'n/a' if wc['p_one_sided'] is None else format(wc['p_one_sided'], '.4f')}). The teacher leads the "
+                f"student alone by {_points(st['teacher_gap_alone'])} points, the control by "
+                f"{_points(st['teacher_gap_control'])} and `{recipe}` by {_points(st['teacher_gap_recommended'])}.")
+        if rows:
+            lines += [heading, "", intro + " Cells: mean over classes (± std over seeds), classes x seeds. Gains: mean "
+                      "over classes of the per-class seed means, one-sided Wilcoxon over classes. Gap: teacher - "
+                      f"student, alone -> `{recipe}`.", "",
+                      *_table(["data", "teacher", "student alone", "P-KDGAN-II-23 (paper)", control_label, recipe,
+                               "gain vs alone", "gain vs control", "teacher gap"], rows), "", *sentences, ""]
     return lines, stats
 
 
