@@ -4,8 +4,9 @@ On cases whose teachers a sweep trained at the cpu budget (``--sweep-out``; the 
 100-102, which no reported run uses), trains for 10 epochs at the cpu budget:
 
 - ``alone`` / ``xhat30``: the student alone, and KDGAN-2 with K = 30 * l1(x_hat) (the `recommended` recipe);
-- suffix ``-lr1e-3``: every network at lr 1e-3 instead of 2e-4; ``-glr1e-3`` / ``-glr5e-4``: only the
-  student's generator (its discriminator stays at 2e-4), through ``Stage(optimizers=...)``;
+  ``xhat10`` / ``xhat100``: other weights of that term; ``paperK``: KDGAN-2 with the paper's K (Eq. 6);
+- suffix ``-lr1e-3``: every network at lr 1e-3 instead of 2e-4; ``-glr5e-4`` / ``-glr1e-3`` / ``-glr2e-3``:
+  only the student's generator (its discriminator stays at 2e-4), through ``Stage(optimizers=...)``;
 - prefix ``ws-``: the student's generator and discriminator start from the teacher's weights by uniform
   weight selection (Xu et al. 2023, "Initializing Models with Larger Ones": of each dimension of each
   teacher tensor, every (D_teacher / D_student)-th entry); ``wsf-``: the same, with each conv / linear weight
@@ -34,9 +35,10 @@ import gankd_ganomaly.experiment.train as train  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
 from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
 
-BASES = {"alone": ("student-alone", None),
-         "xhat30": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": 30.0}]})}
-GENERATOR_LR = {"-glr1e-3": 1e-3, "-glr5e-4": 5e-4}
+BASES = {"alone": ("student-alone", None), "paperK": ("KDGAN-2", None),  # None: the family's K (Eq. 6)
+         **{f"xhat{w}": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": float(w)}]})
+            for w in (10, 30, 100)}}
+GENERATOR_LR = {"-glr5e-4": 5e-4, "-glr1e-3": 1e-3, "-glr2e-3": 2e-3}
 
 
 @torch.no_grad()
@@ -82,18 +84,24 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--data-root", default="../shared/datasets")
     p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    p.add_argument("--student-widths", default=None, metavar="C1,C2,C3",
+                   help="students of these widths instead of the dataset's default (the paper's)")
     args = p.parse_args()
+    widths = tuple(int(w) for w in args.student_widths.split(",")) if args.student_widths else None
     torch.set_num_threads(1)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.is_file() else []
-    done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
+    done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"], tuple(r.get("student_widths") or ()) or None)
+            for r in rows}
     names = args.candidates.split(",")
     parsed = {name: parse(name) for name in names}  # unknown names fail before any run
     build_gan = train.build_gan
     for dataset, c, seed in parse_cases(args.cases):
         data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        if widths:
+            cfg = cfg.replace(student_widths=widths)
         for name in names:
-            if (name, dataset, c, seed) in done:
+            if (name, dataset, c, seed, widths) in done:
                 continue
             base, init, lr, generator_lr = parsed[name]
             structure, k = BASES[base]
@@ -101,9 +109,9 @@ def main() -> None:
             schedule = Schedule((Stage(structure, budget.student_epochs, OptimizerConfig(lr=lr), distillation=k,
                                        optimizers=optimizers),), name="probe")
 
-            def build(hooks, widths, s):
-                gan = build_gan(hooks, widths, s)
-                if init and tuple(widths) == tuple(cfg.student_widths):
+            def build(hooks, net_widths, s):
+                gan = build_gan(hooks, net_widths, s)
+                if init and tuple(net_widths) == tuple(cfg.student_widths):
                     for t_net, s_net in ((teacher.generator, gan.generator), (teacher.discriminator, gan.discriminator)):
                         select_weights(t_net, s_net)
                         if init == "wsf":
@@ -117,7 +125,7 @@ def main() -> None:
             finally:
                 train.build_gan = build_gan
             rows.append({"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
-                         "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"],
+                         **({"student_widths": list(widths)} if widths else {}), "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"],
                          "wall_s": time.perf_counter() - t0, "version": gankd.__version__})
             gankd.atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
             print(f"{name:>20} {dataset}:{c}:{seed} AUROC {record['auroc_last']:.4f} "
