@@ -5,11 +5,14 @@ student run config (KDGAN-2, evaluated only at stage ends) and the teacher the s
 """
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import gankd  # noqa: E402
 from gankd_ganomaly.data import OneClassData, load_one_class  # noqa: E402
 from gankd_ganomaly.experiment import RunConfig  # noqa: E402
 from gankd_ganomaly.study.budgets import BUDGETS, prepare_data  # noqa: E402
@@ -33,3 +36,13 @@ def load_case(sweep_out: str, dataset: str, normal_class: int, seed: int, data_r
     tcfg = cfg.replace(method="teacher", epochs=BUDGET.teacher_epochs, eval_every=BUDGET.teacher_eval_every)
     teacher, record = _load_teacher(teacher_path(sweep_out, dataset, normal_class, seed, "cpu"), tcfg, BUDGET)
     return data, cfg, teacher, record
+
+
+def append_row(out: Path, rows: list[dict], row: dict, started: float) -> None:
+    """Add one run's ``row`` (with ``wall_s`` since ``started`` and the library version) to ``rows``, write them
+    all to ``out`` atomically and print a line: a probe killed at any point keeps every finished run."""
+    row = {**row, "wall_s": time.perf_counter() - started, "version": gankd.__version__}
+    rows.append(row)
+    gankd.atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
+    print(f"{row['candidate']:>20} {row['dataset']}:{row['normal_class']}:{row['seed']} AUROC {row['auroc_last']:.4f} "
+          f"(teacher {row['teacher_auroc']:.4f}) {row['wall_s']:.0f}s", flush=True)

@@ -21,9 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gankd  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
+from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
 from gankd_ganomaly.experiment import run  # noqa: E402
 
 XHAT = {"output": "x_hat", "loss": "l1"}
@@ -117,14 +116,9 @@ def main() -> None:
             run_cfg = cfg.replace(loss_weights={"w_con": 40.0}) if name in LOSS_WEIGHT_CONTROLS else cfg
             record, _ = run(run_cfg, data, teacher, verbose=False, schedule=schedule)
             stage_ends = [h["metrics"].get("auroc") for h in record["history"] if h["metrics"]]
-            rows.append({"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
-                         "auroc_last": record["auroc_last"], "auroc_stage_ends": stage_ends,
-                         "teacher_auroc": trecord["auroc_last"], "schedule": record["schedule"],
-                         "wall_s": time.perf_counter() - t0, "version": gankd.__version__})
-            gankd.atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
-            print(f"{name:>20} {dataset}:{c}:{seed} AUROC {record['auroc_last']:.4f} "
-                  f"(teacher {trecord['auroc_last']:.4f}) {time.perf_counter() - t0:.0f}s", flush=True)
-
+            append_row(out, rows, {"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
+                                   "auroc_last": record["auroc_last"], "auroc_stage_ends": stage_ends,
+                                   "teacher_auroc": trecord["auroc_last"], "schedule": record["schedule"]}, t0)
 
 if __name__ == "__main__":
     main()

@@ -30,10 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gankd  # noqa: E402
 import gankd_ganomaly.experiment.train as train  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
+from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
 
 BASES = {"alone": ("student-alone", None), "paperK": ("KDGAN-2", None),  # None: the family's K (Eq. 6)
          **{f"xhat{w}": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": float(w)}]})
@@ -124,13 +123,9 @@ def main() -> None:
                 record, _ = train.run(cfg, data, teacher, verbose=False, schedule=schedule)
             finally:
                 train.build_gan = build_gan
-            rows.append({"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
-                         **({"student_widths": list(widths)} if widths else {}), "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"],
-                         "wall_s": time.perf_counter() - t0, "version": gankd.__version__})
-            gankd.atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
-            print(f"{name:>20} {dataset}:{c}:{seed} AUROC {record['auroc_last']:.4f} "
-                  f"(teacher {trecord['auroc_last']:.4f}) {time.perf_counter() - t0:.0f}s", flush=True)
-
+            append_row(out, rows, {"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
+                                   **({"student_widths": list(widths)} if widths else {}),
+                                   "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"]}, t0)
 
 if __name__ == "__main__":
     main()

@@ -345,4 +345,10 @@ def test_full_data_section_pairs_each_student_with_its_seeds_student_alone():
     assert "| s0 +2.00, s1 -1.00 | s0 -15.00 | +11.00 -> +10.50 |" in text
     assert "mean +0.50 points over 2 (class, seed) pairs, positive in 1 of 2" in text
     assert "over its last 4 epochs, mean 2.00 points over 1 teachers" in text  # the seed-1 curve is too short
+    assert "reconstruction-fast" not in text  # no records of it: no table
+    records += [rec("student-alone-fast", 0, 0.86), rec("reconstruction-fast", 0, 0.91)]
+    text = "\n".join(full_data_section(_group(records)["full-data"]))
+    assert "### `reconstruction-fast` at the `full-data` budget" in text
+    assert "| MNIST 5 | 0.8500 ± 0.0707 (n=2) | 0.8600 | 0.9100 | s0 +1.00 | s0 +5.00 |" in text
+    assert "- `reconstruction-fast` - `student-alone-fast`: mean +5.00 points over 1 (class, seed) pairs" in text
     assert full_data_section(_group([{**r, "budget": "cpu"} for r in records])["cpu"]) == []

@@ -330,11 +330,11 @@ def full_data_section(groups: list[_Group]) -> list[str]:
                 if len(curve) >= 4:
                     flat.append(max(curve[-4:]) - min(curve[-4:]))
 
-    def summary(name: str, values: list[float]) -> str:
+    def summary(name: str, values: list[float], versus: str = "student alone") -> str:
         if not values:
             return f"- {name}: no paired runs yet."
         wins = sum(d > 0 for d in values)
-        return (f"- {name} - student alone: mean {_points(float(np.mean(values)))} points over {len(values)} "
+        return (f"- {name} - {versus}: mean {_points(float(np.mean(values)))} points over {len(values)} "
                 f"(class, seed) pairs, positive in {wins} of {len(values)}.")
 
     return ["## Beyond the paper: a teacher worth distilling (`full-data` budget)", "",
@@ -348,4 +348,34 @@ def full_data_section(groups: list[_Group]) -> list[str]:
             f"- Teacher curve: AUROC spread (max - min) over its last 4 epochs, mean "
             f"{f'{100 * float(np.mean(flat)):.2f}' if flat else DASH} points over {len(flat)} teachers (a flat curve "
             "has a small spread).",
-            "- With three classes these pairs are a description, not a test: they are not independent classes.", ""]
+            "- With three classes these pairs are a description, not a test: they are not independent classes.", "",
+            *_full_data_recipes(groups, summary)]
+
+
+def _full_data_recipes(groups: list[_Group], summary) -> list[str]:
+    """The other recipes of :data:`BEYOND_RECIPES` at the ``full-data`` budget, each with its control."""
+    lines = []
+    for recipe, control in BEYOND_RECIPES.items():
+        if recipe == "recommended" or not any(g.runs.get(recipe) for g in groups):
+            continue
+        rows, gains, control_gains = [], [], []
+        for g in groups:
+            for c in g.classes(recipe):
+                def diffs(a: str, b: str) -> list[tuple[int, float]]:
+                    return [(s, x - y) for cls, s, x, y in g.pairs(a, b) if cls == c]
+
+                vs_alone, vs_control = diffs(recipe, "student-alone"), diffs(recipe, control)
+                gains += [d for _, d in vs_alone]
+                control_gains += [d for _, d in vs_control]
+                rows.append([f"{g.label} {dataset_spec(g.dataset).class_names[c]}",
+                             *(_seed_cell(g.values(m, c)) for m in ("student-alone", control, recipe)),
+                             ", ".join(f"s{s} {_points(d)}" for s, d in vs_alone) or DASH,
+                             ", ".join(f"s{s} {_points(d)}" for s, d in vs_control) or DASH])
+        lines += [f"### `{recipe}` at the `full-data` budget", "",
+                  f"`{recipe}` and its control `{control}` (no teacher) from the same teachers as the table above. "
+                  "Gains in AUROC points, per seed.", "",
+                  *_table(["data, normal class", "student alone", control, recipe, f"{recipe} - alone",
+                           f"{recipe} - {control}"], rows), "",
+                  summary(f"`{recipe}`", gains),
+                  summary(f"`{recipe}`", control_gains, versus=f"`{control}`"), ""]
+    return lines
