@@ -319,6 +319,7 @@ def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_cont
     assert "## Beyond the paper: the `recommended` recipe" in text
     assert "MNIST: `recommended` **beats** the student trained alone (+5.00 points, one-sided Wilcoxon p=0.0156" in text
     assert "against its control (w_con 40) it gains -1.00" in text
+    assert "  - MNIST: gain +5.00 at p=0.0156: met; teacher gap +7.50 against at most +6.25: not met." in text
     assert "| 0.7000 ± 0.0000 (6/10 cl. x 2 seeds) |" in text  # the P-KDGAN-II-23 column comes from --records
     stats = result["statistics"]["cpu/beyond/mnist"]
     assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recommended"] == pytest.approx(0.075)
