@@ -120,5 +120,6 @@ def main() -> None:
                                    "auroc_last": record["auroc_last"], "auroc_stage_ends": stage_ends,
                                    "teacher_auroc": trecord["auroc_last"], "schedule": record["schedule"]}, t0)
 
+
 if __name__ == "__main__":
     main()

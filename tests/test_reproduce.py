@@ -322,12 +322,12 @@ def test_report_beyond_the_paper_section_tests_the_recipe_against_alone_and_cont
     assert "  - MNIST: gain +5.00 at p=0.0156: met; teacher gap +7.50 against at most +6.25: not met." in text
     assert "| 0.7000 ± 0.0000 (6/10 cl. x 2 seeds) |" in text  # the P-KDGAN-II-23 column comes from --records
     stats = result["statistics"]["cpu/beyond/mnist"]
-    assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recommended"] == pytest.approx(0.075)
+    assert stats["teacher_gap_alone"] == pytest.approx(0.125) and stats["teacher_gap_recipe"] == pytest.approx(0.075)
     # a second recipe gets its own table, tested against its own control
     assert "### The student at five times the learning rate: `reconstruction-fast`" in text
     assert "against its control (5x lr, no teacher) it gains -1.00" in text
     fast = result["statistics"]["cpu/beyond/reconstruction-fast/mnist"]
-    assert fast["vs_alone"]["mean_gain"] == pytest.approx(0.03) and fast["teacher_gap_recommended"] == pytest.approx(0.095)
+    assert fast["vs_alone"]["mean_gain"] == pytest.approx(0.03) and fast["teacher_gap_recipe"] == pytest.approx(0.095)
 
 
 def test_full_data_section_pairs_each_student_with_its_seeds_student_alone():

@@ -81,7 +81,7 @@ def beyond_paper_statistics(g: _Group, recipe: str = "recommended") -> dict:
     return {"vs_alone": wilcoxon_gain(g, recipe, "student-alone"),
             "vs_control": wilcoxon_gain(g, recipe, control),
             "control_vs_alone": wilcoxon_gain(g, control, "student-alone"),
-            "teacher_gap_alone": teacher_gap(g, "student-alone"), "teacher_gap_recommended": teacher_gap(g, recipe),
+            "teacher_gap_alone": teacher_gap(g, "student-alone"), "teacher_gap_recipe": teacher_gap(g, recipe),
             "teacher_gap_control": teacher_gap(g, control)}
 
 
