@@ -366,8 +366,9 @@ def full_data_section(groups: list[_Group]) -> list[str]:
                 f"(class, seed) pairs, positive in {wins} of {len(values)}.")
 
     return ["## Beyond the paper: a teacher worth distilling (`full-data` budget)", "",
-            f"Budget `full-data`: {BUDGETS['full-data'].description.rstrip('.')}. The Figure-2 classes; every student of a (class, seed) distils "
-            "from that seed's teacher. The recipe was chosen on the cpu budget's development runs, before any of "
+            f"Budget `full-data`: {BUDGETS['full-data'].description.rstrip('.')}. Normal classes: "
+            f"{'; '.join(f'{g.label} ' + ', '.join(dataset_spec(g.dataset).class_names[c] for c in g.classes('teacher')) for g in groups)}"
+            ". Every student of a (class, seed) distils from that seed's teacher. The recipe was chosen on the cpu budget's development runs, before any of "
             "these runs existed. Cells: last-epoch AUROC, mean ± std over seeds. Gains and gaps "
             "in AUROC points, per seed.", "",
             *_table(["data, normal class", "teacher", "student alone", "P-KDGAN-II-23", "recommended",
