@@ -327,6 +327,20 @@ def _seed_cell(values: list[float]) -> str:
     return fmt_mean_std(values) if values else DASH
 
 
+def _seed_diffs(g: _Group, c: int, a: str, b: str) -> list[tuple[int, float]]:
+    """(seed, AUROC of ``a`` - AUROC of ``b``) for normal class ``c``, over the seeds where both ran."""
+    return [(s, x - y) for cls, s, x, y in g.pairs(a, b) if cls == c]
+
+
+def _pair_summary(name: str, values: list[float], versus: str = "student alone") -> str:
+    """One line: mean of per-(class, seed) differences ``name - versus`` and how many are positive."""
+    if not values:
+        return f"- {name}: no paired runs yet."
+    wins = sum(d > 0 for d in values)
+    return (f"- {name} - {versus}: mean {_points(float(np.mean(values)))} points over {len(values)} "
+            f"(class, seed) pairs, positive in {wins} of {len(values)}.")
+
+
 def full_data_section(groups: list[_Group]) -> list[str]:
     """Markdown for sweeps at the ``full-data`` budget: each (dataset, class) with its teacher, the student alone,
     the paper's P-KDGAN-II-23 and ``recommended``, all from the same teachers, and the per-seed gains."""
@@ -336,14 +350,11 @@ def full_data_section(groups: list[_Group]) -> list[str]:
     rows, gains, paper_gains = [], [], []
     for g in groups:
         for c in g.classes("teacher"):
-            def diffs(a: str, b: str) -> list[tuple[int, float]]:  # (seed, AUROC a - AUROC b) of class c
-                return [(s, x - y) for cls, s, x, y in g.pairs(a, b) if cls == c]
-
-            rec, pap = diffs("recommended", "student-alone"), diffs("P-KDGAN-II-23", "student-alone")
+            rec, pap = _seed_diffs(g, c, "recommended", "student-alone"), _seed_diffs(g, c, "P-KDGAN-II-23", "student-alone")
             gains += [d for _, d in rec]
             paper_gains += [d for _, d in pap]
-            gap_alone = [d for _, d in diffs("teacher", "student-alone")]
-            gap_rec = [d for _, d in diffs("teacher", "recommended")]
+            gap_alone = [d for _, d in _seed_diffs(g, c, "teacher", "student-alone")]
+            gap_rec = [d for _, d in _seed_diffs(g, c, "teacher", "recommended")]
             rows.append([f"{g.label} {dataset_spec(g.dataset).class_names[c]}",
                          *(_seed_cell(g.values(m, c)) for m in FULL_DATA_METHODS),
                          ", ".join(f"s{s} {_points(d)}" for s, d in rec) or DASH,
@@ -358,13 +369,6 @@ def full_data_section(groups: list[_Group]) -> list[str]:
                 if len(curve) >= 4:
                     flat.append(max(curve[-4:]) - min(curve[-4:]))
 
-    def summary(name: str, values: list[float], versus: str = "student alone") -> str:
-        if not values:
-            return f"- {name}: no paired runs yet."
-        wins = sum(d > 0 for d in values)
-        return (f"- {name} - {versus}: mean {_points(float(np.mean(values)))} points over {len(values)} "
-                f"(class, seed) pairs, positive in {wins} of {len(values)}.")
-
     return ["## Beyond the paper: a teacher worth distilling (`full-data` budget)", "",
             f"Budget `full-data`: {BUDGETS['full-data'].description.rstrip('.')}. Normal classes: "
             f"{'; '.join(f'{g.label} ' + ', '.join(dataset_spec(g.dataset).class_names[c] for c in g.classes('teacher')) for g in groups)}"
@@ -373,15 +377,15 @@ def full_data_section(groups: list[_Group]) -> list[str]:
             "in AUROC points, per seed.", "",
             *_table(["data, normal class", "teacher", "student alone", "P-KDGAN-II-23", "recommended",
                      "recommended - alone", "P-KDGAN-II-23 - alone", "teacher gap alone -> recommended"], rows), "",
-            summary("`recommended`", gains), summary("P-KDGAN-II-23", paper_gains),
+            _pair_summary("`recommended`", gains), _pair_summary("P-KDGAN-II-23", paper_gains),
             f"- Teacher curve: AUROC spread (max - min) over its last 4 epochs, mean "
             f"{f'{100 * float(np.mean(flat)):.2f}' if flat else DASH} points over {len(flat)} teachers (a flat curve "
             "has a small spread).",
             "- With three classes these pairs are a description, not a test: they are not independent classes.", "",
-            *_full_data_recipes(groups, summary)]
+            *_full_data_recipes(groups)]
 
 
-def _full_data_recipes(groups: list[_Group], summary) -> list[str]:
+def _full_data_recipes(groups: list[_Group]) -> list[str]:
     """The other recipes of :data:`BEYOND_RECIPES` at the ``full-data`` budget, each with its control."""
     lines = []
     for recipe, control in BEYOND_RECIPES.items():
@@ -390,10 +394,7 @@ def _full_data_recipes(groups: list[_Group], summary) -> list[str]:
         rows, gains, control_gains = [], [], []
         for g in groups:
             for c in g.classes(recipe):
-                def diffs(a: str, b: str) -> list[tuple[int, float]]:
-                    return [(s, x - y) for cls, s, x, y in g.pairs(a, b) if cls == c]
-
-                vs_alone, vs_control = diffs(recipe, "student-alone"), diffs(recipe, control)
+                vs_alone, vs_control = _seed_diffs(g, c, recipe, "student-alone"), _seed_diffs(g, c, recipe, control)
                 gains += [d for _, d in vs_alone]
                 control_gains += [d for _, d in vs_control]
                 rows.append([f"{g.label} {dataset_spec(g.dataset).class_names[c]}",
@@ -405,6 +406,6 @@ def _full_data_recipes(groups: list[_Group], summary) -> list[str]:
                   "Gains in AUROC points, per seed.", "",
                   *_table(["data, normal class", "student alone", control, recipe, f"{recipe} - alone",
                            f"{recipe} - {control}"], rows), "",
-                  summary(f"`{recipe}`", gains),
-                  summary(f"`{recipe}`", control_gains, versus=f"`{control}`"), ""]
+                  _pair_summary(f"`{recipe}`", gains),
+                  _pair_summary(f"`{recipe}`", control_gains, versus=f"`{control}`"), ""]
     return lines
