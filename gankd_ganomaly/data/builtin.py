@@ -249,18 +249,40 @@ def _not_found_message(dataset: str, searched: list[Path], wanted: str, how: str
     )
 
 
+def _torchvision_install_hint(torch_version: str | None = None) -> str:
+    """The pip command that installs the torchvision built for ``torch_version`` (default: the running torch).
+
+    torchvision 0.(m+15).p is the release for torch 2.m.p; a local build tag (``+cpu``, ``+cu130``) names the
+    PyTorch index it came from, where the matching torchvision lies (PyPI's would bring its own torch).
+    """
+    version = torch_version or torch.__version__
+    base, _, local = version.partition("+")
+    parts = base.split(".")
+    if len(parts) < 2 or parts[0] != "2" or not all(p.isdigit() for p in parts[1:3]):
+        return f"pip install a torchvision built for torch {version}"
+    minor, patch = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    command = f"pip install torchvision==0.{minor + 15}.{patch}"
+    if local:
+        command += f" --index-url https://download.pytorch.org/whl/{local}"
+    return command
+
+
 def _download(dataset: str, root: Path) -> None:
-    """Download ``dataset`` with torchvision into ``root``, in the layout the readers above search."""
+    """Download ``dataset`` with torchvision into ``root``, in the layout the readers above search.
+
+    torchvision is the optional extra ``gankd[download]`` and imported only here: a missing one, or one built
+    for another torch (whose import raises RuntimeError, not ImportError), becomes one line saying what to run.
+    """
     try:
         import torchvision.datasets as tv_datasets
-    except Exception as exc:  # a torchvision built for another torch raises RuntimeError, not ImportError
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable"
         from gankd import MissingDependencyError
 
+        why = (str(exc).strip().splitlines() or [""])[0]
         raise MissingDependencyError(
             f"download=True needs a working torchvision to fetch {dataset_spec(dataset).display_name}, but importing "
-            f"it failed "
-            f"({type(exc).__name__}: {exc}). Install a torchvision matching torch {torch.__version__}, or put the "
-            f"files under {root} yourself."
+            f"it failed ({type(exc).__name__}: {why}). Install the one built for torch {torch.__version__}: "
+            f"`{_torchvision_install_hint()}`, or put the files under {root} yourself."
         ) from exc
     cls = {"mnist": tv_datasets.MNIST, "fmnist": tv_datasets.FashionMNIST, "cifar10": tv_datasets.CIFAR10}[dataset]
     root.mkdir(parents=True, exist_ok=True)
