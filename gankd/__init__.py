@@ -18,7 +18,7 @@ from .structure import STRUCTURES, Structure, get_structure
 from .utils import (FolderLock, FolderLockedError, MissingDependencyError, atomic_write, atomic_write_bytes,
                     atomic_write_text, remove_stale_temporaries, seed_everything)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ShuffledBatches", "iterate_batches", "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
