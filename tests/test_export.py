@@ -174,18 +174,99 @@ def test_export_command_writes_a_matching_scorer(trained, digits0, tmp_path, cap
     assert "layout applies to the rewritten TorchScript graph only" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("optimize", [True, False])
-def test_onnx_scores_match_eager(trained, digits0, tmp_path, optimize):
+def _needs_onnx():
     ok, why = onnx_available()
     if not ok:
-        pytest.skip(why)
-    ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime (pip install onnxruntime)")
-    _, student, eager = trained
+        pytest.skip(why + " (the [onnx] extra; requirements.lock pins it, so `make test` runs this)")
+    pytest.importorskip("onnxruntime", reason="ONNX parity needs onnxruntime: pip install 'gankd[onnx]'")
+
+
+@pytest.fixture(scope="module")
+def trained64(digits0):
+    """A 4-8-16 GANomaly generator at image size 64 (with the pyramid block), He-initialised, its batch-norm
+    running statistics taken from digits 0 resized to 64, the resized test images and its eager scores. Not
+    trained: with GANomaly's N(0, 0.02) initialisation, or after a step of training, a generator this small at
+    64x64 gives near-constant scores (std/mean < 1e-3) or latents of 1e-14, which would make parity trivial."""
+    hooks = GanomalyHooks(in_channels=1, image_size=64)
+    images = F.interpolate(digits0.train, size=64, mode="bilinear", align_corners=False)
+    test = F.interpolate(digits0.test, size=64, mode="bilinear", align_corners=False)
+    torch.manual_seed(0)
+    gan = hooks.build_gan((4, 8, 16))
+    with torch.no_grad():
+        for m in gan.generator.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(m.weight, a=0.2)
+        gan.generator.train()
+        for batch in images.split(32):
+            gan.generator(batch)  # running statistics of real images
+    return hooks, gan, test, anomaly_scores(hooks, gan, test, batch_size=256, bn_mode="eval")
+
+
+@pytest.mark.parametrize("size, optimize", [(32, True), (32, False), (64, False)])
+def test_onnx_scores_match_eager_under_onnxruntime(trained, trained64, digits0, tmp_path, size, optimize):
+    from gankd_ganomaly.deploy import OnnxScorer
+
+    _needs_onnx()
+    if size == 32:
+        (_, student, eager), images = trained, digits0.test
+    else:
+        _, student, images, eager = trained64
     path = export_onnx(student, 1, tmp_path / "student.onnx", optimize=optimize)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    scores = torch.cat([torch.from_numpy(session.run(None, {"images": digits0.test[i:i + 256].numpy()})[0])
-                        for i in range(0, len(digits0.test), 256)])
-    assert_parity(scores, eager)
+    scorer = OnnxScorer(path, threads=1)
+    assert (scorer.in_channels, scorer.image_size) == (1, size)  # read from the file's declared input
+    assert eager.std() > 1e-3 * eager.mean() > 0
+    assert_parity(scorer(images, batch_size=100), eager)  # several runs of the session, the last one short
+    with pytest.raises(ValueError, match=rf"expected images of shape \(N, 1, {size}, {size}\)"):
+        scorer(torch.zeros(2, 1, 96, 96))
+
+
+def _csv_scores(text):
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return torch.tensor([float(r["score"]) for r in rows], dtype=torch.float64), [r.get("is_novel") for r in rows]
+
+
+def test_score_and_evaluate_run_an_exported_onnx_file(trained, digits0, tmp_path, capsys):
+    """`gankd-ganomaly score --checkpoint s.onnx` scores as the model file does (onnxruntime), with the threshold
+    and dataset the export wrote beside it; evaluate gives the same AUROC."""
+    from gankd_ganomaly import experiment
+    from gankd_ganomaly.cli import main
+
+    _needs_onnx()
+    _, student, eager = trained
+    ranked = eager.sort().values
+    threshold = float(ranked[269] + ranked[270]) / 2  # between two scores: the decisions cannot flip on rounding
+    cfg = experiment.RunConfig(dataset="digits", normal_class=0, method="student-alone")
+    experiment.save_model(tmp_path / "model.pt", student, cfg, threshold={"value": threshold, "target_fpr": 0.01})
+    assert main(["export", str(tmp_path / "model.pt"), str(tmp_path / "s.onnx")]) == 0
+    capsys.readouterr()
+    csvs = {}
+    for name in ("model.pt", "s.onnx"):
+        assert main(["score", "--checkpoint", str(tmp_path / name), "--output", str(tmp_path / f"{name}.csv"),
+                     "--threads", "1"]) == 0
+        csvs[name] = _csv_scores((tmp_path / f"{name}.csv").read_text())
+    (eager_csv, eager_novel), (onnx_csv, onnx_novel) = csvs["model.pt"], csvs["s.onnx"]
+    assert len(onnx_csv) == 540 and onnx_novel == eager_novel and onnx_novel.count("1") == 270
+    assert_parity(onnx_csv.float(), eager_csv.float())
+    results = {}
+    for name in ("model.pt", "s.onnx"):
+        assert main(["evaluate", "--checkpoint", str(tmp_path / name), "--json", str(tmp_path / f"{name}.json"),
+                     "--threads", "1"]) == 0
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert results["s.onnx"]["runtime"] == "onnxruntime" and results["s.onnx"]["threshold"] == threshold
+    assert abs(results["s.onnx"]["auroc"] - results["model.pt"]["auroc"]) < 1e-6
+    assert results["s.onnx"]["fpr_at_threshold"] == results["model.pt"]["fpr_at_threshold"]
+    capsys.readouterr()
+    # what an exported scorer cannot do is refused by name, before any scoring
+    assert main(["score", "--checkpoint", str(tmp_path / "s.onnx"), "--widths", "2,4,8"]) == 1
+    assert "--widths does not apply" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "s.onnx"), "--plots", str(tmp_path / "p")]) == 1
+    assert "--plots draws the model's reconstructions" in capsys.readouterr().err
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx graph" * 10)
+    assert main(["score", "--checkpoint", str(tmp_path / "bad.onnx"), "--dataset", "digits"]) == 1
+    assert f"cannot load ONNX scorer '{tmp_path / 'bad.onnx'}'" in capsys.readouterr().err
 
 
 def test_onnx_without_packages_names_them(monkeypatch, trained, tmp_path):
@@ -200,5 +281,5 @@ def test_onnx_without_packages_names_them(monkeypatch, trained, tmp_path):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     _, student, _ = trained
-    with pytest.raises(RuntimeError, match="pip install onnx onnxscript"):
+    with pytest.raises(RuntimeError, match=r"pip install 'gankd\[onnx\]'.*pip install onnx onnxscript"):
         export_onnx(student, 1, tmp_path / "x.onnx")

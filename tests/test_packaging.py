@@ -2,8 +2,9 @@
 
 The install test builds a fresh virtualenv that already holds the torch this suite runs with (and torch's own
 requirements, linked from the running environment: instant, and the same build the user has), then asks pip what
-``pip install <checkout>`` would do (``--dry-run --report``). It fails if pip would add or replace any torch,
-torchvision, triton, CUDA or nvidia package: the dependency list must never make pip swap the user's torch.
+``pip install <checkout>[onnx]`` would do (``--dry-run --report``; the base dependencies plus the ONNX extra).
+It fails if pip would add or replace any torch, torchvision, triton, CUDA or nvidia package: the dependency list
+must never make pip swap the user's torch.
 """
 from __future__ import annotations
 
@@ -94,14 +95,15 @@ def test_pip_install_keeps_the_installed_torch(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "--quiet",
                            "--disable-pip-version-check", "--report", str(report_path),
-                           str(_checkout_copy(tmp_path / "src"))],
+                           f"{_checkout_copy(tmp_path / 'src')}[onnx]"],
                           capture_output=True, text=True, env=ENV, timeout=300)
     if proc.returncode != 0 and any(word in proc.stderr for word in _OFFLINE):
         pytest.skip("pip cannot reach a package index here: " + proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stderr
     report = json.loads(report_path.read_text())
     names = {_canonical(item["metadata"]["name"]) for item in report["install"]}
-    assert "gankd" in names and "fvcore" in names, names  # the report is the install of this checkout
+    # the report is the install of this checkout and its ONNX extra
+    assert {"gankd", "fvcore", "onnxruntime", "onnxscript"} <= names, names
     assert torch_builds(report) == [], (
         f"pip would add or replace torch-build packages next to the installed torch {installed_torch}: "
         f"{torch_builds(report)}; a dependency in pyproject.toml pulls them")

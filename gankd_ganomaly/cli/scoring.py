@@ -1,11 +1,17 @@
-"""``evaluate`` and ``score``: AUROC, the decision threshold's rates, pictures, per-image scores."""
+"""``evaluate`` and ``score``: AUROC, the decision threshold's rates, pictures, per-image scores.
+
+Both score with a model file (the eager networks) or with an exported ``.onnx`` scorer (through onnxruntime,
+:class:`~gankd_ganomaly.deploy.OnnxScorer`): :func:`_load_scorer` gives either as one :class:`_Scorer`.
+"""
 from __future__ import annotations
 
 import argparse
 import csv
 import io
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -64,6 +70,80 @@ def _load_for_scoring(args: argparse.Namespace):
     return cfg, gan, GanomalyHooks(in_channels=in_channels, image_size=cfg.image_size), header
 
 
+@dataclass
+class _Scorer:
+    """What evaluate/score need of a trained model: its config, ``score(images) -> (N,)`` and its threshold."""
+    cfg: Any
+    score: Callable[[torch.Tensor], torch.Tensor]
+    in_channels: int
+    image_size: int
+    threshold: float | None
+    threshold_source: str
+    info: dict = field(default_factory=dict)  # method, widths, target_fpr for the JSON record
+    gan: Any = None  # the eager GAN (model files only: --plots draws its reconstructions)
+    hooks: Any = None
+
+
+def _load_scorer(args: argparse.Namespace) -> _Scorer:
+    """The model of ``--checkpoint``: an exported ``.onnx`` file, else a model file (see :func:`_load_for_scoring`)."""
+    if Path(args.checkpoint).suffix == ".onnx":
+        return _load_onnx_scorer(args)
+    from ..evaluation import anomaly_scores
+
+    cfg, gan, hooks, header = _load_for_scoring(args)
+    threshold, source = _threshold(args, header)
+    return _Scorer(cfg, lambda images: anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size,
+                                                      bn_mode=cfg.bn_mode),
+                   hooks.in_channels, hooks.image_size, threshold, source,
+                   {"method": header.get("method"), "widths": list(gan.generator.widths),
+                    "target_fpr": (header.get("threshold") or {}).get("target_fpr")}, gan, hooks)
+
+
+def _load_onnx_scorer(args: argparse.Namespace) -> _Scorer:
+    """An exported ``.onnx`` scorer run by onnxruntime: the file fixes the network, its channels and image size
+    (its declared input); the side file ``FILE.onnx.json`` written by the export gives the dataset, class and
+    threshold. Scoring is in eval mode on the CPU."""
+    from ..data import ALL_DATASETS
+    from ..deploy import OnnxScorer
+
+    for option, dest in (("--widths", "widths"), ("--image-size", "model_image_size")):
+        if getattr(args, dest, None) is not None:
+            raise CLIError(f"{option} does not apply to {args.checkpoint}: an .onnx scorer fixes its network and "
+                           f"image size; remove {option}")
+    scorer = OnnxScorer(args.checkpoint, threads=args.threads)
+    meta = scorer.metadata
+    base: dict[str, Any] = {"image_size": scorer.image_size}
+    if meta.get("dataset") in ALL_DATASETS:
+        base["dataset"] = meta["dataset"]
+        if meta.get("normal_class") is not None:
+            base["normal_class"] = int(meta["normal_class"])
+    elif not getattr(args, "images", None) and not hasattr(args, "dataset"):
+        raise CLIError(f"{args.checkpoint} has no side file {args.checkpoint}.json naming its dataset: give "
+                       "--dataset (and --normal-class), or --images DIR")
+    if base.get("dataset", getattr(args, "dataset", None)) == "folder":
+        base["channels"] = scorer.in_channels
+    cfg = resolve_config(args, base)
+    _refuse_unused_scoring_fields(args, base, cfg)
+    if cfg.bn_mode != "eval":
+        raise CLIError(f"--bn-mode {cfg.bn_mode} does not apply to {args.checkpoint}: an exported scorer uses the "
+                       "running batch-norm statistics (eval); score the model file for another mode")
+    if cfg.device != "cpu":
+        raise CLIError(f"--device {cfg.device} does not apply to {args.checkpoint}: .onnx scorers run on the CPU "
+                       "(onnxruntime); remove --device")
+    if getattr(args, "threshold", None) is not None:
+        threshold, source = float(args.threshold), "--threshold"
+    elif meta.get("threshold") is not None:
+        threshold = float(meta["threshold"])
+        source = f"calibrated at training, target FPR {meta.get('target_fpr')} (from {args.checkpoint}.json)"
+    else:
+        threshold = None
+        source = f"none: {args.checkpoint} has no calibrated threshold in its side file; give --threshold"
+    return _Scorer(cfg, lambda images: scorer(images, batch_size=cfg.eval_batch_size), scorer.in_channels,
+                   scorer.image_size, threshold, source,
+                   {"method": meta.get("method"), "widths": meta.get("widths"), "target_fpr": meta.get("target_fpr"),
+                    "runtime": "onnxruntime"})
+
+
 def _check_channels(cfg, in_channels: int, checkpoint: str) -> None:
     from ..data import InvalidImagesError
 
@@ -86,31 +166,37 @@ def _threshold(args: argparse.Namespace, header: dict) -> tuple[float | None, st
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import validate_images
-    from ..evaluation import anomaly_scores, auroc, rates_at_threshold
+    from ..evaluation import auroc, rates_at_threshold
     from ..experiment import auroc_skip_reason, load_run_data, save_json
 
     _set_threads(args.threads)
     _check_output_file(args.json, "--json", "eval.json")
     if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise CLIError(f"--plots {args.plots} is a file: give a folder for the PNG files (created if missing)")
-    cfg, gan, hooks, header = _load_for_scoring(args)
-    _check_channels(cfg, hooks.in_channels, args.checkpoint)
+    model = _load_scorer(args)
+    if args.plots and model.gan is None:
+        raise CLIError(f"--plots draws the model's reconstructions, which {args.checkpoint} (an exported scorer) "
+                       "does not return: give the model file for --plots")
+    cfg = model.cfg
+    _check_channels(cfg, model.in_channels, args.checkpoint)
     cfg, data = load_run_data(cfg)
     skip = auroc_skip_reason(data)
     if skip:
         raise CLIError(f"cannot evaluate {args.checkpoint} on {data.source}: {skip}")
-    validate_images(data.test, hooks.in_channels, what=f"{cfg.dataset} test images", image_size=hooks.image_size)
-    scores = anomaly_scores(hooks, gan, data.test, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    validate_images(data.test, model.in_channels, what=f"{cfg.dataset} test images", image_size=model.image_size)
+    scores = model.score(data.test)
     value = auroc(scores, data.test_labels)
-    threshold, threshold_source = _threshold(args, header)
+    threshold, threshold_source = model.threshold, model.threshold_source
     rates = rates_at_threshold(scores, data.test_labels, threshold) if threshold is not None else \
         {"fpr_at_threshold": None, "tpr_at_threshold": None}
     result = {"auroc": value, "threshold": threshold, **rates, "threshold_source": threshold_source,
-              "target_fpr": (header.get("threshold") or {}).get("target_fpr"),
+              "target_fpr": model.info.get("target_fpr"),
               "checkpoint": str(args.checkpoint), "dataset": cfg.dataset,
               "normal_class": cfg.normal_class, "class_name": data.class_name, "bn_mode": cfg.bn_mode,
               "test_images": len(data.test), "novel_images": int(data.test_labels.sum()),
-              "method": header.get("method"), "widths": list(gan.generator.widths), "image_size": hooks.image_size}
+              "method": model.info.get("method"), "widths": model.info.get("widths"), "image_size": model.image_size}
+    if "runtime" in model.info:
+        result["runtime"] = model.info["runtime"]
     print(f"AUROC {value:.4f}: {args.checkpoint} on {cfg.dataset} test split, normal class {cfg.normal_class} "
           f"({data.class_name}), {len(data.test)} images, bn_mode {cfg.bn_mode}")
     if threshold is not None:
@@ -121,8 +207,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plots:
         from ..evaluation.plots import write_evaluation_plots
 
-        result["plots"] = write_evaluation_plots(args.plots, hooks, gan, data.test, data.test_labels, scores,
-                                                 threshold, bn_mode=cfg.bn_mode, auroc=value)
+        result["plots"] = write_evaluation_plots(args.plots, model.hooks, model.gan, data.test, data.test_labels,
+                                                 scores, threshold, bn_mode=cfg.bn_mode, auroc=value)
         print(f"wrote {', '.join(result['plots'])}", file=sys.stderr)
     if args.json:
         save_json(args.json, result)
@@ -132,7 +218,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..data import validate_images
-    from ..evaluation import anomaly_scores
     from ..data.folder import load_image_folder
     from ..experiment import load_run_data
 
@@ -147,14 +232,14 @@ def cmd_score(args: argparse.Namespace) -> int:
             raise CLIError(f"{', '.join(given)} {'does' if one else 'do'} not apply with --images, which scores the "
                            f"folder's images: remove {'it' if one else 'them'}, or drop --images to score a dataset "
                            "split")
-    cfg, gan, hooks, header = _load_for_scoring(args)
-    threshold, threshold_source = _threshold(args, header)
+    model = _load_scorer(args)
+    cfg, threshold, threshold_source = model.cfg, model.threshold, model.threshold_source
     if args.images:
-        images, paths = load_image_folder(args.images, hooks.in_channels, size=hooks.image_size)
+        images, paths = load_image_folder(args.images, model.in_channels, size=model.image_size)
         rows = [{"path": p} for p in paths]
         what = f"images of {args.images}"
     else:
-        _check_channels(cfg, hooks.in_channels, args.checkpoint)
+        _check_channels(cfg, model.in_channels, args.checkpoint)
         cfg, data = load_run_data(cfg)
         split = args.split or "test"
         if split == "test":
@@ -167,8 +252,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         for row, lab in zip(rows, labels):
             row["label"] = lab
         what = f"{cfg.dataset} {split} images"
-    validate_images(images, hooks.in_channels, what=what, image_size=hooks.image_size)
-    scores = anomaly_scores(hooks, gan, images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
+    validate_images(images, model.in_channels, what=what, image_size=model.image_size)
+    scores = model.score(images)
     bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()
     if bad:
         raise FloatingPointError(f"{len(bad)} of {len(scores)} scores of {args.checkpoint} are NaN/Inf (the first: "

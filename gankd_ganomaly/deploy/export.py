@@ -206,7 +206,7 @@ def onnx_available() -> tuple[bool, str]:
             missing.append(f"{name} ({type(exc).__name__}: {exc})")
     if missing:
         return False, "ONNX export needs the optional packages " + ", ".join(missing) + \
-            "; install them with `pip install onnx onnxscript`"
+            "; install them with `pip install 'gankd[onnx]'` (or `pip install onnx onnxscript`)"
     return True, ""
 
 
@@ -298,7 +298,8 @@ def export_model_file(model_path: str | Path, out_path: str | Path, *, fmt: str 
                 "input": f"float32 (N, {in_channels}, {size}, {size}) in [-1, 1]",
                 "threshold": calibrated.get("value"), "target_fpr": calibrated.get("target_fpr"),
                 "rule": "novel if score > threshold", "method": header.get("method"),
-                "dataset": header.get("dataset"), "widths": list(gan.generator.widths)}
+                "dataset": header.get("dataset"), "normal_class": header.get("normal_class"),
+                "widths": list(gan.generator.widths)}
     if fmt == "onnx":
         export_onnx(gan, in_channels, out_path, optimize=optimize)
     else:
