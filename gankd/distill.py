@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .functional import squared_error
 from .registry import Registry
 
 PairwiseLoss = Callable[..., torch.Tensor]
@@ -225,7 +226,7 @@ def _difference(outputs: Mapping[str, torch.Tensor], a: str, b: str) -> torch.Te
 @register_derived_output("squared_error")
 def _squared_error(outputs: Mapping[str, torch.Tensor], a: str, b: str) -> torch.Tensor:
     """Per-sample mean of ``(outputs[a] - outputs[b])^2``, shape (N,)."""
-    return (outputs[a] - outputs[b]).pow(2).flatten(1).mean(dim=1)
+    return squared_error(outputs[a], outputs[b])
 
 
 @register_derived_output("detached")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig, Recipe, Schedule, Stage
+from gankd.functional import squared_error
 from gankd.schedule import PAPER_RECIPE
 
 from .networks import IMAGE_SIZE, LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator, check_image_size
@@ -103,7 +104,7 @@ class GanomalyHooks(GANHooks):
     def score(self, gan: GAN, batch: torch.Tensor) -> torch.Tensor:
         """Anomaly score per sample: mean over the latent of (z1 - z2)^2 (GANomaly's S_enc), shape (N,)."""
         z1, _, z2 = gan.generator(batch)
-        return (z1 - z2).pow(2).flatten(1).mean(dim=1)
+        return squared_error(z1, z2)
 
 
 RECOMMENDED_XHAT_WEIGHT = 30.0

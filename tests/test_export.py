@@ -283,3 +283,27 @@ def test_onnx_without_packages_names_them(monkeypatch, trained, tmp_path):
     _, student, _ = trained
     with pytest.raises(RuntimeError, match=r"pip install 'gankd\[onnx\]'.*pip install onnx onnxscript"):
         export_onnx(student, 1, tmp_path / "x.onnx")
+
+
+def test_one_score_function_for_the_hooks_the_scorers_and_the_derived_output(trained, digits0):
+    """GanomalyHooks.score, the `squared_error` derived output and the exported graphs compute one function,
+    gankd.functional.squared_error; it scripts, and its batch-last form gives the same values."""
+    from gankd import DERIVED_OUTPUTS
+    from gankd.functional import squared_error
+
+    hooks, student, eager = trained
+    images = digits0.test[:64]
+    student.eval()
+    with torch.no_grad():
+        z1, _, z2 = student.generator(images)
+        score = hooks.score(student, images)
+    student.train()
+    assert z1.shape == (64, 256, 1, 1)
+    expected = ((z1 - z2) ** 2).sum(dim=(1, 2, 3)) / 256  # written out: the mean over the 256 latent values
+    assert torch.allclose(score, expected, rtol=1e-6, atol=0) and torch.equal(score, eager[:64])
+    derived = DERIVED_OUTPUTS.get("squared_error")({"z1": z1, "z2": z2}, a="z1", b="z2")
+    assert torch.equal(derived, score)
+    scripted = torch.jit.script(squared_error)
+    assert torch.equal(scripted(z1, z2), score)
+    batch_last = scripted(z1.flatten(1).t().contiguous(), z2.flatten(1).t().contiguous(), -1)  # (latent, N)
+    assert torch.allclose(batch_last, score, rtol=1e-6, atol=0)

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankd.functional import squared_error
+
 from ..networks import GanomalyGenerator
 from .folded import GanomalyScorer, _PhaseTail, _as_generator, _fold_decoder, _layout, _phase_weight, check_scorer_input
 
@@ -158,4 +160,4 @@ class BatchLastScorer(nn.Module):
         for block in self.e2_blocks:
             h = self._down(h, block.taps, block.bias)
         z2 = torch.mm(self.e2_head, h.reshape(-1, n))
-        return (z1 - z2).pow(2).mean(dim=0)
+        return squared_error(z1, z2, batch_dim=-1)

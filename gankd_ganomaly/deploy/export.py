@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 import gankd
+from gankd.functional import squared_error
 
 from ..networks import GanomalyGenerator
 from .batch_last import BatchLastScorer
@@ -68,7 +69,7 @@ class _EagerScorer(nn.Module):
         check_scorer_input(images, self.in_channels, self.image_size)
         z1 = self.encoder1(images)
         z2 = self.encoder2(self.decoder(z1))
-        return (z1 - z2).pow(2).flatten(1).mean(dim=1)
+        return squared_error(z1, z2)
 
 
 

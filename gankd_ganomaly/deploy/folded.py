@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gankd.functional import squared_error
+
 from ..networks import Decoder, Encoder, GanomalyGenerator
 
 
@@ -390,4 +392,4 @@ class GanomalyScorer(nn.Module):
             z2 = self.encoder2.after_first(self.tail(self.decoder.up2_output(z1)))
         else:
             z2 = self.encoder2(self.decoder(z1))
-        return (z1 - z2).pow(2).mean(dim=1)
+        return squared_error(z1, z2)
