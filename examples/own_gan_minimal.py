@@ -3,7 +3,9 @@
 The data are points drawn around four centres in the plane. A wide MLP GAN (the teacher) learns to
 generate them; a narrow one (the student) is then trained to reproduce the teacher's outputs for the
 same latent samples (the distillation loss K) while also playing its own GAN game (KDGAN-2, the first
-stage of P-KDGAN). Walked through in ``docs/own_gan.md``. Run it with::
+stage of P-KDGAN). The family itself (hooks, data, metrics) is ``gankd/examples/points.py``, installed with
+gankd as :mod:`gankd.examples.points`; this script trains it from Python. Walked through in
+``docs/own_gan.md``. Run it with::
 
     python examples/own_gan_minimal.py [--epochs 100] [--seed 0]
 """
@@ -11,78 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from gankd import (GAN, DistillationEngine, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig,
-                   get_schedule, seed_everything)
-
-LATENT_DIM = 4
-CENTRES = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with LeakyReLU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.2))
-    return nn.Sequential(*layers)
-
-
-class PointHooks(GANHooks):
-    """A GAN family for 2-D points: ``width`` is the hidden size of both MLPs."""
-
-    # 1. networks: the engine builds a teacher and a student by calling these with their widths
-    def build_generator(self, width: int) -> nn.Module:
-        return mlp([LATENT_DIM, width, width, 2])
-
-    def build_discriminator(self, width: int) -> nn.Module:
-        return mlp([2, width, width, 1])
-
-    # 2. what K compares: named generator outputs (here the only one, "points")
-    def distillation_loss(self) -> DistillationLoss:
-        return DistillationLoss([DistillTerm("points", "l2", 1.0)])
-
-    # 3. one latent sample per step, shared by teacher and student
-    def generator_inputs(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.randn(len(batch), LATENT_DIM)
-
-    def generator_forward(self, generator: nn.Module, inputs: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        return {"points": generator(inputs)}
-
-    # 4. the family's own losses (non-saturating GAN losses, with logits)
-    def generator_loss(self, gan: GAN, batch: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Losses:
-        fake_logit = gan.discriminator(outputs["points"])
-        adv = F.softplus(-fake_logit).mean()
-        return Losses(adv, {"adv": adv})
-
-    def discriminator_loss(self, gan: GAN, batch: torch.Tensor, outputs: dict[str, torch.Tensor]) -> Losses:
-        real = F.softplus(-gan.discriminator(batch)).mean()
-        fake = F.softplus(gan.discriminator(outputs["points"].detach())).mean()  # fakes detached
-        return Losses(real + fake, {"real": real, "fake": fake})
-
-
-def sample_points(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` points: a random centre plus Gaussian noise (std 0.1)."""
-    idx = torch.randint(len(CENTRES), (n,), generator=generator)
-    return CENTRES[idx] + 0.1 * torch.randn(n, 2, generator=generator)
-
-
-def distance_to_teacher(teacher: GAN, student: GAN, z: torch.Tensor) -> float:
-    """Mean Euclidean distance between the points both generators make from the same latents."""
-    with torch.no_grad():
-        return float((teacher.generator(z) - student.generator(z)).norm(dim=1).mean())
-
-
-def mode_distance(gan: GAN, z: torch.Tensor) -> float:
-    """Mean distance of generated points to their nearest centre (0 = on a centre)."""
-    with torch.no_grad():
-        return float(torch.cdist(gan.generator(z), CENTRES).min(dim=1).values.mean())
+from gankd import DistillationEngine, OptimizerConfig, get_schedule, seed_everything
+from gankd.examples.points import LATENT_DIM, PointHooks, distance_to_teacher, mode_distance, sample_points
 
 
 def main(epochs: int = 100, seed: int = 0, verbose: bool = True) -> dict[str, Any]:

@@ -55,28 +55,31 @@ DERIVED_OUTPUTS: Registry[Callable[..., torch.Tensor]] = Registry("derived outpu
 INPUT_TRANSFORMS: Registry[Callable[..., Any]] = Registry("distillation input transform")
 
 
-def register_distill_loss(name: str, *, shape_free: bool = False) -> Callable[[Any], Any]:
+def register_distill_loss(name: str, *, shape_free: bool = False, override: bool = False) -> Callable[[Any], Any]:
     """Decorator adding a loss ``fn(student, teacher, **args) -> scalar`` (or an ``nn.Module`` class
-    whose ``forward(student, teacher)`` returns it) under ``name``.
+    whose ``forward(student, teacher)`` returns it) under ``name`` (``mypkg.name`` outside gankd: see
+    :mod:`gankd.registry` for the naming policy and ``override``).
 
     ``shape_free=True``: the loss compares tensors whose shapes differ beyond the batch dimension
     (a relation between samples, a Gram matrix, a ranking), so no same-shape check is made.
     """
     def add(fn: Any) -> Any:
-        DISTILL_LOSSES.register(name, LossEntry(fn, shape_free))
+        DISTILL_LOSSES.register(name, LossEntry(fn, shape_free), source=fn, override=override)
         return fn
     return add
 
 
-def register_adaptor(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_adaptor(name: str, *, override: bool = False
+                     ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding an adaptor factory ``factory(**args) -> nn.Module`` (student tensor -> tensor)."""
-    return ADAPTORS.register(name)  # type: ignore[return-value]
+    return ADAPTORS.register(name, override=override)  # type: ignore[return-value]
 
 
-def register_derived_output(name: str) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+def register_derived_output(name: str, *, override: bool = False
+                            ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Decorator adding ``fn(outputs, **args) -> Tensor``, a quantity computed from a generator's named
     outputs (the same function runs on the teacher's and on the student's)."""
-    return DERIVED_OUTPUTS.register(name)  # type: ignore[return-value]
+    return DERIVED_OUTPUTS.register(name, override=override)  # type: ignore[return-value]
 
 
 # --- losses -----------------------------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ def _l2(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(student, teacher)
 
 
-DISTILL_LOSSES.register("mse", DISTILL_LOSSES.get("l2"))
+DISTILL_LOSSES.register("mse", DISTILL_LOSSES.get("l2"), source=_l2)
 
 
 @register_distill_loss("smooth_l1")
@@ -234,11 +237,12 @@ def _detached(outputs: Mapping[str, torch.Tensor], of: str) -> torch.Tensor:
     return outputs[of].detach()
 
 
-def register_input_transform(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_input_transform(name: str, *, override: bool = False
+                             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator adding ``fn(inputs, **args) -> inputs``: a *view* on which both generators run once more per
     step, so K can compare them on inputs the training data lack (e.g. off-manifold images for a detector).
     Random transforms must draw from the global torch RNG, which checkpoints restore."""
-    return INPUT_TRANSFORMS.register(name)  # type: ignore[return-value]
+    return INPUT_TRANSFORMS.register(name, override=override)  # type: ignore[return-value]
 
 
 def _tensor_input(inputs: Any, name: str) -> torch.Tensor:

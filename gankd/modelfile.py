@@ -6,8 +6,15 @@ A model file is a plain dict (``torch.load(weights_only=True)`` reads it, nothin
      "family_args": {...}, "role": "teacher" | "student", "width": ..., "metadata": {...},
      "state_dict": {...}}
 
-:func:`load_model` rebuilds the network through the family named in the file, so a model file written
-by ``gankd train`` can be given back as a teacher (``teacher: {checkpoint: FILE}``) or deployed.
+:func:`load_model` returns ``(gan, header)``: the GAN rebuilt through the family named in the file with its
+weights loaded, and the file's header (everything above but the weights). The pair is the design: what a caller
+does with the GAN depends on the header (its ``role``, its ``width``, the resolved config and, for a detector,
+the calibrated threshold in ``metadata``), and the family's own loader (``gankd_ganomaly.experiment.load_model``)
+returns the same pair. A model file written by ``gankd train`` can be given back as a teacher
+(``teacher: {checkpoint: FILE}``) or deployed::
+
+    gan, header = load_model("runs/student/model.pt")     # gan.generator, gan.discriminator
+    print(header["role"], header["width"], header["metadata"]["config"]["seed"])
 """
 from __future__ import annotations
 
@@ -80,7 +87,8 @@ def read_model(path: str | Path) -> tuple[dict, dict]:
 
 
 def load_model(path: str | Path, hooks: GANHooks | None = None, *, role: str | None = None) -> tuple[GAN, dict]:
-    """Rebuild the GAN of a model file (through ``hooks`` or the family the file names) and load its weights.
+    """``(gan, header)``: the GAN of a model file, rebuilt (through ``hooks`` or the family the file names) with
+    its weights loaded, and the file's header (the dict of :func:`read_model`, without the weights).
 
     ``role``: refuse a file of the other role (e.g. a student given where a teacher is expected).
     """

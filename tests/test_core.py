@@ -11,15 +11,56 @@ from gankd import (DISTILL_LOSSES, DistillationLoss, DistillTerm, OptimizerConfi
 def test_registry_duplicate_and_unknown_names():
     reg = Registry("widget")
     reg.register("a", 1)
-    with pytest.raises(KeyError, match="'a' is already registered"):
+    with pytest.raises(KeyError, match=r"widget 'a' is registered twice: by test_core and by test_core; register "
+                                       r"yours as 'test_core.a' .* or pass override=True"):
         reg.register("a", 2)
+    assert reg.register("a", 3, override=True) == 3 and reg.get("a") == 3
     with pytest.raises(KeyError, match=r"unknown widget 'b'; registered: a"):
         reg.get("b")
 
 
+def test_a_package_that_registers_a_later_builtin_name_gets_one_line_naming_both_owners(tmp_path, monkeypatch):
+    """A plugin module written before `cosine` was built in: its import names gankd.distill and itself and
+    the way out; its namespaced twin imports, and so does the bare one with override=True."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "oldplugin.py").write_text(
+        "from gankd import register_distill_loss\n\n@register_distill_loss('cosine')\n"
+        "def cosine(s, t):\n    return (s - t).abs().mean()\n")
+    with pytest.raises(KeyError) as err:
+        __import__("oldplugin")
+    message = err.value.args[0]
+    assert message == ("distillation loss 'cosine' is registered twice: by gankd.distill and by oldplugin; register "
+                       "yours as 'oldplugin.cosine' (a dotted name, which no gankd built-in takes) or pass "
+                       "override=True to replace the other") and "\n" not in message
+    (tmp_path / "newplugin.py").write_text(
+        "from gankd import register_distill_loss\n\n@register_distill_loss('newplugin.cosine')\n"
+        "def cosine(s, t):\n    return (s - t).abs().mean()\n")
+    import importlib
+
+    module = importlib.import_module("newplugin")
+    assert DISTILL_LOSSES.get("newplugin.cosine").fn is module.cosine
+    assert DISTILL_LOSSES.owner("newplugin.cosine") == "newplugin" and DISTILL_LOSSES.owner("cosine") == "gankd.distill"
+    importlib.reload(module)  # the same module registering its own function again replaces it
+    assert DISTILL_LOSSES.get("newplugin.cosine").fn is module.cosine
+    builtin = DISTILL_LOSSES.get("cosine")
+    try:
+        register_distill_loss("cosine", override=True)(module.cosine)
+        assert DISTILL_LOSSES.get("cosine").fn is module.cosine and DISTILL_LOSSES.owner("cosine") == "newplugin"
+    finally:
+        DISTILL_LOSSES.register("cosine", builtin, override=True, source=builtin.fn)
+
+
+def test_builtin_names_are_bare_so_dotted_names_stay_free_for_other_packages():
+    from gankd import ADAPTORS, DERIVED_OUTPUTS, INPUT_TRANSFORMS, SCHEDULES, STRUCTURES
+
+    for registry in (DISTILL_LOSSES, ADAPTORS, DERIVED_OUTPUTS, INPUT_TRANSFORMS, SCHEDULES, STRUCTURES):
+        builtins = [n for n in registry.names() if registry.owner(n).startswith("gankd.")]
+        assert builtins and not [n for n in builtins if "." in n], registry.kind
+
+
 def test_builtin_distill_losses_and_decorator():
     assert {"l1", "l2", "mse", "smooth_l1"} <= set(DISTILL_LOSSES.names())
-    with pytest.raises(KeyError, match="already registered"):
+    with pytest.raises(KeyError, match="registered twice: by gankd.distill and by test_core"):
         register_distill_loss("l1")(lambda s, t: (s - t).abs().sum())
     with pytest.raises(KeyError, match=r"unknown distillation loss 'kl_div'; registered: .*l1, l2"):
         DistillTerm("z1", "kl_div")
@@ -117,13 +158,14 @@ def test_stage_and_optimizer_validation():
 
 
 def test_own_gan_guide_shows_the_example_code_itself():
-    """docs/own_gan.md carries its code in the page; every block must still be the example's code."""
+    """docs/own_gan.md carries its code in the page; every block must still be the example's code (the family
+    shipped in gankd/examples/points.py, the script in examples/own_gan_minimal.py)."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    example = [line.strip() for line in (root / "examples" / "own_gan_minimal.py").read_text().splitlines()
-               if line.strip()]
+    example = [line.strip() for name in ("gankd/examples/points.py", "examples/own_gan_minimal.py")
+               for line in (root / name).read_text().splitlines() if line.strip()]
     blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "own_gan.md").read_text(), flags=re.S)
     blocks = [b for b in blocks if b.lstrip().startswith(("def ", "class ", "@"))]  # the example's functions
     assert len(blocks) >= 8

@@ -420,3 +420,16 @@ def test_load_labelled_on_the_real_mnist_files():
     full = load_labelled("mnist", root=SHARED)
     assert full.train.shape == (60000, 1, 32, 32) and full.test.shape == (10000, 1, 32, 32)
     assert torch.bincount(full.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_a_dataset_registered_twice_names_both_owners():
+    from dataclasses import replace
+
+    from gankd_ganomaly.data.registry import dataset_spec, register
+
+    def load(root, normal_class, download):  # a plugin's loader, defined in this module
+        raise AssertionError("never called")
+
+    with pytest.raises(ValueError, match=r"^dataset 'digits' is registered twice: by gankd_ganomaly.data.builtin "
+                                         r"and by test_data; register yours as 'test_data.digits'"):
+        register(replace(dataset_spec("digits"), load=load))

@@ -108,6 +108,12 @@ def test_built_in_data_is_resized_from_its_own_pixels():
     assert torch.equal(at64.test_labels, at32.test_labels)
     batches = one_class_batches("digits", 3, batch_size=8, image_size=64)
     assert next(iter(batches)).shape == (8, 1, 64, 64)
+    hooks = GanomalyHooks(in_channels=1, image_size=64)  # the size set once, in the family: the data follow it
+    assert next(iter(one_class_batches("digits", 3, batch_size=8, hooks=hooks))).shape == (8, 1, 64, 64)
+    assert next(iter(one_class_batches("digits", 3, batch_size=8, hooks=hooks, image_size=64))).shape[-1] == 64
+    with pytest.raises(ValueError, match=r"data.args.image_size 32 differs from family_args.image_size 64 .*set it "
+                                         r"once, in family_args"):
+        one_class_batches("digits", 3, hooks=hooks, image_size=32)
 
 
 # --- a tiny teacher and student at 64x64 on a colour folder ----------------------------------------------------------

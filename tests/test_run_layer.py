@@ -2,6 +2,7 @@
 bit-identically and writes its model file; GANomaly runs the same way from a schedule file."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,59 +18,20 @@ from gankd.run import RunConfigError, apply_overrides, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
-FAMILY = textwrap.dedent('''
-    """A user's own GAN family for 2-D points, written against gankd's public API only."""
+DOCS_CONFIG = re.search(r"```yaml\n(family: gankd\.examples\.points.*?)```", (REPO / "docs" / "config.md").read_text(),
+                        flags=re.S).group(1)  # the complete example of docs/config.md, as the page shows it
+
+KILL_SWITCH = textwrap.dedent('''
+
     import os
     import signal
 
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
 
-    from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses
+    class KillingBatches:
+        """The batches of `batches`; GANKD_TEST_KILL_AT=EPOCH:STEP kills the process (SIGKILL) at that step."""
 
-    def mlp(sizes):
-        layers = []
-        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(nn.LeakyReLU(0.2))
-        return nn.Sequential(*layers)
-
-    class PointHooks(GANHooks):
-        def build_generator(self, width):
-            return mlp([4, width, width, 2])
-
-        def build_discriminator(self, width):
-            return mlp([2, width, width, 1])
-
-        def distillation_loss(self):
-            return DistillationLoss([DistillTerm("points", "l2")])
-
-        def generator_inputs(self, batch):
-            return torch.randn(len(batch), 4)  # the global RNG: checkpointed by the engine
-
-        def generator_forward(self, generator, inputs):
-            return {"points": generator(inputs)}
-
-        def generator_loss(self, gan, batch, outputs):
-            adv = F.softplus(-gan.discriminator(outputs["points"])).mean()
-            return Losses(adv, {"adv": adv})
-
-        def discriminator_loss(self, gan, batch, outputs):
-            real = F.softplus(-gan.discriminator(batch)).mean()
-            fake = F.softplus(gan.discriminator(outputs["points"].detach())).mean()
-            return Losses(real + fake, {"real": real, "fake": fake})
-
-    class Batches:
-        """Re-iterable batches; GANKD_TEST_KILL_AT=EPOCH:STEP kills the process (SIGKILL) at that step."""
-
-        def __init__(self, n_batches, seed):
-            g = torch.Generator().manual_seed(seed)
-            centres = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
-            self.batches = [centres[torch.randint(2, (32,), generator=g)] + 0.1 * torch.randn(32, 2, generator=g)
-                            for _ in range(n_batches)]
-            self.epoch = 0
+        def __init__(self, batches):
+            self.batches, self.epoch = batches, 0
             kill = os.environ.get("GANKD_TEST_KILL_AT")
             self.kill = tuple(map(int, kill.split(":"))) if kill else None
 
@@ -86,39 +48,15 @@ FAMILY = textwrap.dedent('''
         def load_state_dict(self, state):
             self.epoch = int(state["epoch"])
 
-    def batches(n_batches=4, seed=0):
-        return Batches(n_batches, seed)
+    _shipped_batches = batches
 
-    def spread(hooks, teacher, student):
-        z = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
-
-        def metric(engine):
-            with torch.no_grad():
-                return {"spread": float(student.generator(z).std())}
-        return metric
+    def batches(n_batches=8, batch_size=64, seed=0):
+        return KillingBatches(_shipped_batches(n_batches, batch_size, seed))
 ''')
-
-CONFIG = textwrap.dedent('''
-    family: points_family:PointHooks
-    data: {factory: points_family:batches, args: {n_batches: 4}}
-    teacher: {width: 32}
-    student: {width: 8}
-    evaluate: {factory: points_family:spread}
-    seed: 0
-    schedule:
-      name: two-stage
-      stages:
-        - structure: {mu: 1, nu: 1, lam: 0.1, name: mostly-own-losses}
-          epochs: 2
-          optimizer: {lr: 0.002}
-          optimizers: {student.discriminator: {lr: 0.0005}}
-          distillation:
-            terms: [{output: points, loss: smooth_l1, args: {beta: 0.5}}]
-        - structure: KDGAN-3
-          epochs: 2
-          optimizer: {lr: 0.002}
-          optimizers: {teacher: {lr: 0.0001}}
-''')
+# a user's own family: the shipped example copied into their project (as docs/config.md says to start one),
+# plus a kill switch for the resume tests
+FAMILY = (REPO / "gankd" / "examples" / "points.py").read_text() + KILL_SWITCH
+CONFIG = DOCS_CONFIG.replace("gankd.examples.points", "points_family")
 
 
 def gankd(*args, cwd, env_extra=None, check=True):
@@ -144,7 +82,8 @@ def test_external_family_trains_from_yaml_and_writes_its_model_file(user_project
     record = json.loads((user_project / "full" / "record.json").read_text())
     assert record["role"] == "student" and [h["structure"] for h in record["history"]] == [
         "mostly-own-losses", "mostly-own-losses", "KDGAN-3", "KDGAN-3"]
-    assert "spread" in record["metrics"] and "K/K_points" in record["history"][0]["losses"]
+    assert set(record["metrics"]) == {"mode_distance", "distance_to_teacher"}
+    assert "K/K_points" in record["history"][0]["losses"]
     stages = record["schedule"]["stages"]
     assert stages[0]["structure"]["lam"] == 0.1 and stages[0]["distillation"]["terms"][0]["args"] == {"beta": 0.5}
     assert stages[1]["optimizers"]["teacher"]["lr"] == 0.0001
@@ -274,3 +213,18 @@ def test_every_model_file_the_adapter_writes_is_a_gankd_model_file(tmp_path):
     gan, header = load_model(old, role="student")
     assert header["method"] == "student-alone"
     assert all(torch.equal(a, b) for a, b in zip(gan.state_dict().values(), trained.state_dict().values()))
+
+
+def test_the_shipped_example_family_runs_from_the_docs_config_in_any_folder(tmp_path):
+    """What a pip user has: the docs' config names gankd.examples.points, no module of their own."""
+    (tmp_path / "run.yaml").write_text(DOCS_CONFIG)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "gankd", "train", "--config", "run.yaml", "--out", "run",
+                             "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    header, _ = read_model(tmp_path / "run" / "model.pt")
+    assert header["family"] == "gankd.examples.points:PointHooks" and header["width"] == 8
+    assert len(record["history"]) == 4 and 0 < record["metrics"]["distance_to_teacher"] < 5
+    where = subprocess.run([sys.executable, "-m", "gankd.examples.points"], env=env, capture_output=True, text=True)
+    assert Path(where.stdout.strip()) == REPO / "gankd" / "examples" / "points.py"

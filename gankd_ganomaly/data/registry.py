@@ -43,12 +43,15 @@ class DatasetSpec:
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` to the registry (a name can be registered once)."""
+    """Add ``spec`` to the registry (a name can be registered once; outside this package, name yours
+    ``package.name``, which no built-in dataset takes)."""
     if spec.name == FOLDER:
         raise ValueError(f"{FOLDER!r} is the name of your own image folders (gankd_ganomaly.data.folder); "
                          "register the dataset under another name")
-    if spec.name in _REGISTRY:
-        raise ValueError(f"dataset {spec.name!r} is already registered")
+    if spec.name in _REGISTRY:  # the policy of gankd.registry: built-in names are bare, others 'package.name'
+        first, second = (getattr(s.load, "__module__", "?") for s in (_REGISTRY[spec.name], spec))
+        raise ValueError(f"dataset {spec.name!r} is registered twice: by {first} and by {second}; register yours "
+                         f"as '{second.split('.')[0]}.{spec.name}' (a dotted name, which no built-in dataset takes)")
     _REGISTRY[spec.name] = spec
     return spec
 
