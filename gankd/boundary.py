@@ -29,10 +29,6 @@ class UsageError(ValueError):
     """A problem with the command line itself (conflicting options, an option that does not apply)."""
 
 
-class ResourceError(MemoryError):
-    """A run would need more memory than the machine has; the message names the estimate and what to change."""
-
-
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised in the main thread so that clean-up code runs (temporary files, the folder lock)."""
 
@@ -90,6 +86,8 @@ def describe_error(err: BaseException, *, run: bool = False, memory_hint: str = 
 
     ``run``: the command trains into a run folder (a full disk then keeps the last checkpoint)."""
     import torch
+
+    from .resources import ResourceError
 
     if isinstance(err, KeyError) and err.args:
         message = str(err.args[0])
