@@ -3,21 +3,19 @@
     gankd train --config FILE --out DIR [--set KEY=VALUE ...] [--resume | --overwrite]
     gankd families
     gankd recipes --family NAME
+
+Errors go through :mod:`gankd.boundary`, as those of every family's own command line: a user error is one line
+``gankd COMMAND: error: TYPE: message`` and exit status 1 (2: a usage error; 130: Ctrl-C; 143: SIGTERM; 129:
+SIGHUP); ``--debug`` or ``GANKD_DEBUG=1`` (or true, yes, on) shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import traceback
 
-from .checkpoint import CheckpointError
+from .boundary import ArgumentParser, run_command
 from .run import RunConfigError
-from .runfolder import RunFolderError
-from .utils import FolderLockedError
-
-USER_ERRORS = (RunConfigError, RunFolderError, CheckpointError, FolderLockedError, FileNotFoundError, PermissionError,
-               IsADirectoryError, NotADirectoryError, KeyError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -56,8 +54,9 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gankd", description="Knowledge distillation between GANs: run a config file.")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set GANKD_DEBUG=1)")
+    p = ArgumentParser(prog="gankd", description="Knowledge distillation between GANs: run a config file.")
+    debug_help = "show the full traceback of an error (or set GANKD_DEBUG=1)"
+    p.add_argument("--debug", action="store_true", help=debug_help)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="run a config file into a run folder (docs/config.md lists every key)")
     t.add_argument("--config", required=True, metavar="FILE", help="run config, YAML or JSON")
@@ -75,23 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recipes", help="list a family's named distillation recipes")
     r.add_argument("--family", required=True, help="an installed family name or 'package.module:Class'")
     r.set_defaults(func=cmd_recipes)
+    for command in (t, f, r):  # --debug after the command too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (:mod:`gankd.boundary`)."""
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("GANKD_DEBUG") == "1"
-    try:
-        return args.func(args)
-    except USER_ERRORS as err:
-        if debug:
-            traceback.print_exc()
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"gankd: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("gankd: interrupted; `gankd train ... --resume` continues from the last completed epoch", file=sys.stderr)
-        return 130
+    return run_command(args.func, args, "gankd", debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .callbacks import CheckpointCallback, EvaluationCallback, JSONHistory, auto_progress
+from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, auto_progress
+from .checkpoint import CheckpointError
 from .engine import DistillationEngine
 from .hooks import GAN, GANHooks
-from .modelfile import load_model, resolve_family, save_model
+from .modelfile import load_model, read_model, resolve_family, save_model
+from .resources import MemoryEstimate, check_device, check_memory, check_precision, probe_network
+from .runfolder import CHECKPOINT, RunFolder
 from .schedule import OptimizerConfig, Schedule, get_schedule
-from .runfolder import RunFolder
 from .utils import atomic_write_text, seed_everything
 
 KEYS = ("family", "family_args", "data", "teacher", "student", "schedule", "recipe", "epochs", "optimizer",
@@ -142,6 +144,8 @@ def validate(config: Mapping[str, Any]) -> dict:
             raise RunConfigError(f"epochs (per stage) must be an integer >= 1 for a preset or a recipe, got {c['epochs']!r}")
     if c["mixed_precision"] not in (None, "bf16", "fp16"):
         raise RunConfigError(f"mixed_precision must be null, bf16 or fp16, got {c['mixed_precision']!r}")
+    if not isinstance(c["device"], str) or not c["device"]:
+        raise RunConfigError(f"device must be a torch device name (cpu, cuda, cuda:N), got {c['device']!r}")
     if isinstance(c["seed"], bool) or not isinstance(c["seed"], int):
         raise RunConfigError(f"seed must be an integer, got {c['seed']!r}")
     if not isinstance(c["optimizer"], Mapping):
@@ -168,6 +172,151 @@ def build_schedule(c: Mapping[str, Any], hooks: GANHooks) -> Schedule:
     raise RunConfigError(f"schedule must be a preset name, {{file: PATH}} or {{stages: [...]}}, got {spec!r}")
 
 
+# --- checks before the first write (each a named step of :func:`prepare`) ----------------------------------------
+
+def check_runtime(c: Mapping[str, Any]) -> torch.device:
+    """The config's device, if this machine can compute on it, and its mixed precision, if supported there."""
+    try:
+        device = check_device(c["device"])
+        check_precision(c["mixed_precision"], device)
+    except ValueError as err:
+        raise RunConfigError(str(err)) from None
+    return device
+
+
+def build_hooks(c: Mapping[str, Any]) -> GANHooks:
+    """The family's hooks from ``family`` and ``family_args``."""
+    try:
+        return resolve_family(c["family"])(**c["family_args"])
+    except TypeError as err:
+        raise RunConfigError(f"family_args {c['family_args']}: {err}") from None
+    except ValueError as err:
+        raise RunConfigError(f"family_args {c['family_args']}: {err}" if c["family_args"] else str(err)) from None
+
+
+def check_factory_args(fn: Callable[..., Any], args: Mapping[str, Any], key: str, *leading: str) -> None:
+    """Refuse arguments ``fn`` does not take (a typo in ``data.args``) before calling it; ``leading`` names the
+    positional arguments the run passes itself (``hooks, teacher, student`` for ``evaluate``)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without signature: let the call tell
+        return
+    try:
+        signature.bind(*leading, **args)
+    except TypeError as err:
+        takes = [n for n in signature.parameters if n not in leading]
+        raise RunConfigError(f"{key}.args {dict(args)}: {err} (the factory {fn.__module__}:{fn.__qualname__} "
+                             f"takes {', '.join(takes) or 'no arguments'})") from None
+
+
+def build_data(c: Mapping[str, Any]) -> Any:
+    """The training batches of the ``data`` factory (given ``seed`` when it takes one and the config omits it)."""
+    data_fn, data_args = _callable(c["data"], "data")
+    if "seed" in _parameters(data_fn) and "seed" not in data_args:
+        data_args["seed"] = c["seed"]
+    check_factory_args(data_fn, data_args, "data")
+    try:
+        return data_fn(**data_args)
+    except (ValueError, KeyError, TypeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise RunConfigError(f"data ({c['data']['factory']}, args {data_args}): {message}") from None
+
+
+def _parameters(fn: Callable[..., Any]) -> Mapping[str, Any]:
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def first_batch(batches: Any) -> Any:
+    """The first batch, leaving the batches (their ``state_dict``) and the global RNG as they were."""
+    state = copy.deepcopy(batches.state_dict()) if hasattr(batches, "state_dict") else None
+    with torch.random.fork_rng(devices=[]):
+        try:
+            batch = next(iter(batches))
+        except StopIteration:
+            raise RunConfigError("data: the factory's batches are empty: give it some training data") from None
+        finally:
+            if state is not None:
+                batches.load_state_dict(state)
+    return batch
+
+
+def network_widths(c: Mapping[str, Any]) -> Any:
+    """``{role: width}`` of every network the config names; the width of a checkpoint is its header's, read
+    after refusing a student file given as the teacher and weights with NaN/Inf."""
+    widths = {}
+    for role in ("teacher", "student"):
+        spec = c[role]
+        if spec is None:
+            continue
+        if "width" in spec:
+            widths[role] = spec["width"]
+            continue
+        header, state_dict = read_model(spec["checkpoint"])
+        if role == "teacher" and header.get("role") != "teacher":
+            raise CheckpointError(f"{str(spec['checkpoint'])!r} holds a {header.get('role')} model; a teacher is "
+                                  "expected here")
+        check_finite_weights(state_dict, f"{role}.checkpoint {str(spec['checkpoint'])!r}")
+        widths[role] = header["width"]
+    return widths
+
+
+def check_finite_weights(state_dict: Mapping[str, Any], what: str) -> None:
+    """Refuse weights with NaN/Inf (a diverged run): every loss computed from them would be NaN."""
+    bad = [k for k, v in state_dict.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{what} has NaN/Inf weights in {len(bad)} tensor(s) (the first: {bad[0]}): the run "
+                              "that wrote it diverged; use an earlier checkpoint or train it again")
+
+
+def check_networks(c: Mapping[str, Any], hooks: GANHooks, schedule: Schedule, widths: Mapping[str, Any], batch: Any,
+                   device: torch.device) -> MemoryEstimate:
+    """Build each network on the meta device and run it on ``batch`` (widths the family cannot build, networks
+    that do not fit the data), then refuse a run that cannot fit in the device's memory; allocates nothing."""
+    trains = {"teacher": any(s.structure.trains_teacher_generator or s.structure.trains_teacher_discriminator
+                             for s in schedule.stages),
+              "student": any(s.structure.trains_student_generator or s.structure.trains_student_discriminator
+                             for s in schedule.stages)}
+    estimate = MemoryEstimate()
+    for role, width in widths.items():
+        what = f"{role}.width" if "width" in c[role] else f"{role}.checkpoint's width"
+        try:
+            needs = probe_network(hooks, width, batch, what)
+        except ValueError as err:
+            raise RunConfigError(str(err)) from None
+        if needs is not None:
+            estimate.add_network(role, needs, trains=trains[role])
+    estimate.parts["batch"] = _batch_bytes(batch)
+    check_memory(estimate, device, "teacher.width, student.width or the batch size (data.args)")
+    return estimate
+
+
+def _batch_bytes(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return batch.numel() * batch.element_size()
+    if isinstance(batch, (list, tuple)):
+        return sum(_batch_bytes(b) for b in batch)
+    if isinstance(batch, Mapping):
+        return sum(_batch_bytes(b) for b in batch.values())
+    return 0
+
+
+def build_evaluate(c: Mapping[str, Any], hooks: GANHooks, teacher: GAN | None, student: GAN | None) -> Any:
+    """The per-epoch metric function of the ``evaluate`` factory, or None."""
+    if c["evaluate"] is None:
+        return None
+    eval_fn, eval_args = _callable(c["evaluate"], "evaluate")
+    check_factory_args(eval_fn, eval_args, "evaluate", "hooks", "teacher", "student")
+    try:
+        return eval_fn(hooks, teacher, student, **eval_args)
+    except (ValueError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise RunConfigError(f"evaluate ({c['evaluate']['factory']}, args {eval_args}): {message}") from None
+
+
 # --- the run -------------------------------------------------------------------------------------------------------
 
 def _build(hooks: GANHooks, spec: Mapping[str, Any] | None, seed: int, role: str) -> GAN | None:
@@ -182,33 +331,30 @@ def _build(hooks: GANHooks, spec: Mapping[str, Any] | None, seed: int, role: str
 
 
 def prepare(config: Mapping[str, Any]) -> dict:
-    """Everything a run needs, built and checked before its folder is touched."""
+    """Everything a run needs, built and checked before its folder is touched: the config's keys and values, the
+    device and precision, the family, the schedule (optimizer settings), the data (factory arguments), the
+    teacher's file, the networks against the data and the memory they need, then the networks themselves."""
     c = validate(config)
-    try:
-        hooks = resolve_family(c["family"])(**c["family_args"])
-    except TypeError as err:
-        raise RunConfigError(f"family_args {c['family_args']}: {err}") from None
-    except ValueError as err:
-        raise RunConfigError(str(err)) from None
+    device = check_runtime(c)
+    hooks = build_hooks(c)
     schedule = build_schedule(c, hooks)
     seed_everything(c["seed"])
+    batches = build_data(c)
+    widths = network_widths(c)
+    estimate = check_networks(c, hooks, schedule, widths, first_batch(batches), device)
     teacher = _build(hooks, c["teacher"], c["seed"], "teacher")
     student = _build(hooks, c["student"], c["seed"] + 1, "student")
-    data_fn, data_args = _callable(c["data"], "data")
-    if "seed" in inspect.signature(data_fn).parameters and "seed" not in data_args:
-        data_args["seed"] = c["seed"]
-    batches = data_fn(**data_args)
-    metric_fn = None
-    if c["evaluate"] is not None:
-        eval_fn, eval_args = _callable(c["evaluate"], "evaluate")
-        metric_fn = eval_fn(hooks, teacher, student, **eval_args)
+    metric_fn = build_evaluate(c, hooks, teacher, student)
     return {"config": c, "hooks": hooks, "schedule": schedule, "teacher": teacher, "student": student,
-            "batches": batches, "metric_fn": metric_fn}
+            "batches": batches, "metric_fn": metric_fn, "memory_estimate": estimate}
 
 
 def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
           verbose: bool = True) -> dict:
-    """Run ``config`` in ``out_dir``; returns the run record (also written to ``record.json``)."""
+    """Run ``config`` in ``out_dir``; returns the run record (also written to ``record.json``).
+
+    Nothing is written before every check of :func:`prepare` has passed; with ``overwrite`` the folder's old
+    run stays intact until the new one has written its first checkpoint (:meth:`RunFolder.begin_overwrite`)."""
     folder = RunFolder(out_dir, RUN_FILES)
     folder.check(resume=resume, overwrite=overwrite)
     run = prepare(config)  # everything is checked before the folder is touched
@@ -217,20 +363,36 @@ def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = Fals
         return _train(run, folder, resume, overwrite, verbose)
 
 
+class _SwapInAfterFirstCheckpoint(Callback):
+    """After the first epoch's checkpoint of an ``--overwrite`` run, the new run replaces the old one; the
+    callbacks that write files write into the run's own folder from then on."""
+
+    main_process_only = True
+
+    def __init__(self, folder: RunFolder, writers: Sequence[Any]) -> None:
+        self.folder, self.writers = folder, writers
+
+    def on_epoch_end(self, engine, state, record) -> None:
+        if self.folder.target == self.folder.path:
+            return
+        self.folder.commit_overwrite()
+        for writer in self.writers:
+            writer.path = self.folder.path / writer.path.name
+
+
 def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose: bool) -> dict:
-    c, schedule, out = run["config"], run["schedule"], folder.path
+    c, schedule = run["config"], run["schedule"]
     resolved = json.loads(json.dumps({**c, "schedule": schedule.to_dict()}))  # plain data, as files hold it
-    if overwrite:
-        folder.clear()
     ckpt = folder.checkpoint_to_resume(resolved) if resume else None
-    ckpt_path = folder.checkpoint
+    out = folder.begin_overwrite() if overwrite else folder.path
     import yaml
 
     atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     callbacks: list = []
     if run["metric_fn"] is not None:
         callbacks.append(EvaluationCallback(run["metric_fn"]))
-    callbacks += [JSONHistory(out / "history.json"), CheckpointCallback(ckpt_path)]
+    writers = [JSONHistory(out / "history.json"), CheckpointCallback(out / CHECKPOINT)]
+    callbacks += [*writers, _SwapInAfterFirstCheckpoint(folder, writers)]
     if verbose:
         callbacks.append(auto_progress())
     engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=c["device"], callbacks=callbacks,
@@ -238,12 +400,11 @@ def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose:
                                 metadata={"config": resolved, "producer": "gankd.run.train"})
     start = time.perf_counter()
     history = engine.fit(schedule, run["batches"], resume=ckpt)
+    out = folder.path
     role = "student" if schedule.needs_student else "teacher"
     trained = engine.student if role == "student" else engine.teacher
     width = (c[role] or {}).get("width")
     if width is None:  # started from a checkpoint: keep the width its file names
-        from .modelfile import read_model
-
         width = read_model(c[role]["checkpoint"])[0]["width"]
     save_model(out / "model.pt", trained, family=c["family"], family_args=c["family_args"], width=width, role=role,
                metadata={"config": resolved})

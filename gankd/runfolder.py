@@ -7,13 +7,23 @@ Every command that trains into a folder (``gankd train``, a family's own command
     folder.check(resume=resume, overwrite=overwrite)      # read-only: before anything is loaded or built
     with folder:                                          # locked; stale temporary files of RUN_FILES removed
         folder.check(resume=resume, overwrite=overwrite)  # again: another run may have finished meanwhile
-        if overwrite:
-            folder.clear()
         ckpt = folder.checkpoint_to_resume(config, differences) if resume else None
-        ...
+        target = folder.begin_overwrite() if overwrite else folder.path   # the old run stays as it is
+        ...                                                  # write into target; after the first checkpoint:
+        folder.commit_overwrite()                            # the new run takes the old one's place
+
+``--overwrite`` never leaves the user with less than they had: the new run is built in a folder beside the old
+one (``.NAME.gankd-new``) and swapped in (one atomic ``renameat2(RENAME_EXCHANGE)`` on Linux) only once it has
+passed every check and written its first checkpoint. A failure or a kill before that leaves the old run's files
+byte-identical (the half-built folder is removed on the next start); the old run's files that are not run files
+(notes, plots) move into the new folder.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -45,6 +55,19 @@ class RunFolder:
     def __init__(self, path: str | Path, files: Sequence[str], *, option: str = "--out") -> None:
         self.path, self.files, self.option = Path(path), tuple(files), option
         self._lock: FolderLock | None = None
+        self._staging_lock: FolderLock | None = None
+        self._held_after_swap: FolderLock | None = None
+
+    @property
+    def staging(self) -> Path:
+        """Where an ``--overwrite`` run is built until it replaces the old one: beside it, on its file system."""
+        return self.path.parent / f".{self.path.name}.gankd-new"
+
+    @property
+    def target(self) -> Path:
+        """The folder the run writes into now: :attr:`staging` between :meth:`begin_overwrite` and
+        :meth:`commit_overwrite`, else :attr:`path`."""
+        return self.staging if self._staging_lock is not None else self.path
 
     @property
     def checkpoint(self) -> Path:
@@ -73,9 +96,69 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        lock, self._lock = self._lock, None
-        if lock is not None:
-            lock.__exit__(*exc)
+        try:
+            if self._staging_lock is not None:  # the new run failed before its first checkpoint: drop it
+                self._drop_staging()
+        finally:
+            swapped, self._held_after_swap = self._held_after_swap, None
+            if swapped is not None:
+                swapped.release()
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.__exit__(*exc)
+
+    def holds_run(self) -> bool:
+        return any((self.path / name).exists() for name in RUN_MARKERS)
+
+    def _remove_leftover_staging(self) -> None:
+        """Remove what an interrupted ``--overwrite`` left beside the folder, if it holds only run files."""
+        if not self.staging.exists():
+            return
+        allowed = set(self.files) | {FolderLock.NAME}
+        other = sorted(p.name for p in self.staging.iterdir()
+                       if p.name not in allowed and not any(p.name.startswith(f".{f}.") for f in self.files))
+        if other:
+            raise RunFolderError(f"{self.staging} (left by an interrupted --overwrite of {self.path}) holds files "
+                                 f"that are not run files ({', '.join(other[:3])}): move them, delete the folder, "
+                                 "then run again")
+        shutil.rmtree(self.staging)
+
+    def begin_overwrite(self) -> Path:
+        """Start a run that replaces this folder's run: the folder to write into (call under the lock).
+
+        A folder holding no run is cleared and used as it is; otherwise the run goes to :attr:`staging` and the
+        old run stays intact until :meth:`commit_overwrite`."""
+        if self._lock is None:
+            raise RuntimeError("RunFolder.begin_overwrite needs the folder's lock: call it inside `with folder:`")
+        self._remove_leftover_staging()
+        if not self.holds_run():
+            self.clear()
+            return self.path
+        lock = FolderLock(self.staging)
+        lock.acquire()
+        self._staging_lock = lock
+        return self.staging
+
+    def commit_overwrite(self) -> None:
+        """Put the new run (in :attr:`staging`) in the old one's place and delete the old run; the old run's
+        other files (not run files) move into the new folder. Nothing to do after a plain start."""
+        if self._staging_lock is None:
+            return
+        _exchange(self.staging, self.path)  # now self.path holds the new run, self.staging the old one
+        old = self.staging
+        for entry in old.iterdir():
+            if entry.name not in self.files and entry.name != FolderLock.NAME and not (self.path / entry.name).exists():
+                os.rename(entry, self.path / entry.name)
+        # the lock file now in self.path is the staging lock's: keep holding it until the run ends
+        self._held_after_swap, self._staging_lock = self._staging_lock, None
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _drop_staging(self) -> None:
+        lock, self._staging_lock = self._staging_lock, None
+        try:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        finally:
+            lock.release()
 
     def clear(self, folders: Iterable[str] = ()) -> None:
         """Delete the previous run's files (and the sub-``folders`` it wrote, e.g. ``tensorboard``)."""
@@ -98,3 +181,34 @@ class RunFolder:
                                  f"({'; '.join(diffs)}). Resume with the saved config ({self.path / 'config.yaml'}) "
                                  "or start the new config in another output folder")
         return ckpt
+
+
+def _renameat2():
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    return fn
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap the folders ``a`` and ``b``: atomically with Linux's ``renameat2(RENAME_EXCHANGE)``, else with two
+    renames (a kill between them leaves ``b``'s content at ``a``, ``a``'s at ``b.gankd-old``)."""
+    fn = _renameat2()
+    if fn is not None:
+        if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # a file system without exchange: fall back
+            raise OSError(err, os.strerror(err), str(a), None, str(b))
+    aside = b.with_name(b.name + ".gankd-old")
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)

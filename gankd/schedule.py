@@ -20,43 +20,63 @@ from .utils import atomic_write_text
 @dataclass(frozen=True)
 class OptimizerConfig:
     """Adam by default, at the common GAN settings of DCGAN (lr 2e-4, beta1 0.5); families and
-    recipes pass their own."""
+    recipes pass their own.
+
+    ``betas`` are Adam's (and AdamW's); ``momentum`` is SGD's own, 0 (plain SGD) unless set, and refused for
+    Adam, whose momentum is ``betas[0]``. Every number must be finite: lr > 0, betas and momentum in [0, 1),
+    weight_decay >= 0.
+    """
 
     name: str = "adam"
     lr: float = 0.0002
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
+    momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in ("adam", "adamw", "sgd"):
             raise ValueError(f"OptimizerConfig.name must be one of adam, adamw, sgd; got {self.name!r}")
-        for key in ("lr", "weight_decay"):  # YAML reads 2e-4 as a string
+        for key in ("lr", "weight_decay", "momentum"):  # YAML reads 2e-4 as a string
             value = getattr(self, key)
             try:
+                if isinstance(value, bool):
+                    raise TypeError
                 object.__setattr__(self, key, float(value))
             except (TypeError, ValueError):
                 raise ValueError(f"OptimizerConfig.{key} must be a number, got {value!r}") from None
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ValueError(f"OptimizerConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"OptimizerConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.weight_decay >= 0 or not math.isfinite(self.weight_decay):
+            raise ValueError(f"OptimizerConfig.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"OptimizerConfig.momentum must be in [0, 1), got {self.momentum!r}")
+        if self.momentum and self.name != "sgd":
+            raise ValueError(f"OptimizerConfig.momentum {self.momentum!r} applies to sgd only; {self.name}'s "
+                             "momentum is betas[0]")
         try:
-            betas = tuple(float(b) for b in self.betas)
+            betas = tuple(float(b) for b in self.betas if not isinstance(b, bool))
         except (TypeError, ValueError):
             betas = ()
         if len(betas) != 2:
             raise ValueError(f"OptimizerConfig.betas must be two numbers, got {self.betas!r}")
+        if not all(0 <= b < 1 for b in betas):  # NaN fails too
+            raise ValueError(f"OptimizerConfig.betas must be two numbers in [0, 1), got {self.betas!r} "
+                             "(the default is (0.5, 0.999))")
         object.__setattr__(self, "betas", betas)
 
     def to_dict(self) -> dict:
-        """Plain JSON types (betas as a list), as written to schedule files and checkpoints."""
-        return {**asdict(self), "betas": list(self.betas)}
+        """Plain JSON types (betas as a list), as written to schedule files and checkpoints; ``momentum`` only
+        for SGD, so the files of Adam runs read as they did before SGD had its own momentum."""
+        d = {**asdict(self), "betas": list(self.betas)}
+        if self.name != "sgd":
+            del d["momentum"]
+        return d
 
     def build(self, params):
         import torch
 
         if self.name == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.betas[0], weight_decay=self.weight_decay)
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         cls = torch.optim.Adam if self.name == "adam" else torch.optim.AdamW
         # fused: one kernel for all parameters; measured 5-8 ms instead of 36-48 ms per step for the
         # 5.1M-parameter teacher on CPU (benchmarks/README.md)
@@ -154,6 +174,15 @@ LR_SCHEDULE_ARGS = {"cosine": {"min_lr": 0.0}, "step": {"step_size": 1, "gamma":
                     "linear": {"end_factor": 0.0}}
 
 
+# per argument: (test, what it must be); the numbers a user gives are used as given, never replaced
+_LR_SCHEDULE_CHECKS = {
+    "min_lr": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "step_size": (lambda v: v == int(v) and v >= 1, "an integer >= 1"),
+    "gamma": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "end_factor": (lambda v: 0 <= v <= 1, "a number in [0, 1] (0: the learning rate reaches 0 at the stage end)"),
+}
+
+
 def _check_lr_schedule(spec: Any, stage: str) -> dict:
     if not isinstance(spec, Mapping) or spec.get("name") not in LR_SCHEDULE_ARGS:
         raise ValueError(f"Stage {stage!r}: lr_schedule must be a mapping with name one of "
@@ -162,6 +191,12 @@ def _check_lr_schedule(spec: Any, stage: str) -> dict:
     unknown = sorted(set(spec) - {"name"} - set(allowed))
     if unknown:
         raise ValueError(f"Stage {stage!r}: lr_schedule {spec['name']!r} takes {sorted(allowed)}, not {unknown}")
+    for key in allowed:
+        if key in spec:
+            value, (ok, expected) = spec[key], _LR_SCHEDULE_CHECKS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(f"Stage {stage!r}: lr_schedule {spec['name']!r}: {key} must be {expected}, "
+                                 f"got {value!r}")
     return {"name": spec["name"], **{k: spec[k] for k in allowed if k in spec}}
 
 
@@ -174,7 +209,8 @@ def build_lr_scheduler(optimizer: Any, spec: Mapping[str, Any], epochs: int) -> 
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=float(args["min_lr"]))
     if spec["name"] == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(args["step_size"]), gamma=float(args["gamma"]))
-    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=float(args["end_factor"]) or 1e-8,
+    # end_factor as given: 0 reaches lr 0 after the stage's last epoch (every epoch of the stage trains at lr > 0)
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=float(args["end_factor"]),
                                              total_iters=epochs)
 
 

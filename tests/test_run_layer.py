@@ -106,10 +106,10 @@ def test_sigkill_then_resume_is_bit_identical(user_project, kill_at):
     assert killed.returncode == -signal.SIGKILL
     assert not (user_project / out / "model.pt").exists()
     refused = gankd("train", "--config", "run.yaml", "--out", out, cwd=user_project, check=False)
-    assert refused.returncode == 2 and "already holds a run (checkpoint.pt): pass --resume" in refused.stderr
+    assert refused.returncode == 1 and "already holds a run (checkpoint.pt): pass --resume" in refused.stderr
     changed = gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--set", "seed=1", cwd=user_project,
                     check=False)
-    assert changed.returncode == 2 and "written with another config (seed: 0 -> 1)" in changed.stderr
+    assert changed.returncode == 1 and "written with another config (seed: 0 -> 1)" in changed.stderr
     assert "Traceback" not in changed.stderr
     gankd("train", "--config", "run.yaml", "--out", out, "--resume", "--quiet", cwd=user_project)
     _, mine = read_model(user_project / out / "model.pt")
@@ -162,7 +162,7 @@ def test_ganomaly_runs_from_a_schedule_file_and_its_teacher_model_file(tmp_path)
     wrong = {**student_cfg, "teacher": {"checkpoint": "student/model.pt"}}
     (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
     refused = gankd("train", "--config", "wrong.yaml", "--out", "wrong", cwd=tmp_path, check=False)
-    assert refused.returncode == 2 and "holds a student model; a teacher is expected" in refused.stderr
+    assert refused.returncode == 1 and "holds a student model; a teacher is expected" in refused.stderr
     assert not (tmp_path / "wrong").exists()  # nothing written before the inputs were checked
     # the adapter's commands read the model file of `gankd train` and a sweep's teacher checkpoint too
     evaluated = subprocess.run([sys.executable, "-m", "gankd_ganomaly", "evaluate", "--checkpoint",

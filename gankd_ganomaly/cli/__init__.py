@@ -7,8 +7,9 @@ epoch), ``history.json`` and ``metrics.csv`` (per epoch), ``record.json`` and ``
 A killed run continues with the same command plus ``--resume``.
 
 Errors: a failure the user can cause or meet (bad input or file, a missing device or package, a file-system
-error) prints one or two lines, ``gankd-ganomaly COMMAND: error: TYPE: message``, exit status 1 (130 after
-Ctrl-C, 143 after SIGTERM, 129 after SIGHUP); ``--debug`` or ``GANKD_DEBUG=1`` shows the traceback instead.
+error, a size that cannot fit) prints one line, ``gankd-ganomaly COMMAND: error: TYPE: message``, exit
+status 1 (2 for a usage error, 130 after Ctrl-C, 143 after SIGTERM, 129 after SIGHUP), as every gankd
+command (gankd.boundary); ``--debug`` or GANKD_DEBUG=1 (or true, yes, on) shows the traceback instead.
 Internal errors always show their traceback. A run folder is locked while a run uses it.
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ import argparse
 import sys
 from typing import Sequence
 
+
+from gankd.boundary import ArgumentParser
 
 from ..deploy.export import LAYOUTS
 from ..evaluation.flops import paper_student_datasets
@@ -28,13 +31,6 @@ from .tools import cmd_demo, cmd_export, cmd_flops
 from .training import cmd_distill, cmd_teacher
 
 # --- parser -----------------------------------------------------------------------------------------------------
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (the full usage is one ``--help`` away); exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
