@@ -80,6 +80,11 @@ class Stage:
     update's gradient to this total L2 norm. ``lr_schedule``: a learning-rate schedule over the stage's epochs
     for every optimizer, stepped at each epoch end: ``{"name": "cosine", "min_lr": 0}``, ``{"name": "step",
     "step_size": N, "gamma": 0.5}`` or ``{"name": "linear", "end_factor": 0.1}``.
+
+    ``lr_rule``: per-parameter-group learning rates (and initial scales) for the networks it names, from a
+    rule of :mod:`gankd.width_rule`: ``{"name": "mup"}`` compares the student's layer shapes with the
+    teacher's; ``{"name": "manual", "factors": {"encoder1": 2.0}}`` gives explicit factors. Each group's lr is
+    its factor times the network's optimizer lr.
     """
 
     structure: Structure
@@ -90,6 +95,7 @@ class Stage:
     d_steps: int = 1
     grad_clip: float | None = None
     lr_schedule: Mapping[str, Any] | None = None
+    lr_rule: Mapping[str, Any] | str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", get_structure(self.structure))
@@ -121,6 +127,10 @@ class Stage:
             object.__setattr__(self, "grad_clip", float(self.grad_clip))
         if self.lr_schedule is not None:
             object.__setattr__(self, "lr_schedule", _check_lr_schedule(self.lr_schedule, name))
+        if self.lr_rule is not None:
+            from .width_rule import check_rule_spec
+
+            object.__setattr__(self, "lr_rule", check_rule_spec(self.lr_rule, name))
 
     def optimizer_for(self, network: str) -> OptimizerConfig:
         """The settings for ``network`` (e.g. ``"student.generator"``): its own, its GAN's, or the default."""
@@ -132,14 +142,15 @@ class Stage:
             d["optimizers"] = {k: v.to_dict() for k, v in self.optimizers.items()}
         if self.distillation is not None:
             d["distillation"] = self.distillation
-        for key, default in (("d_steps", 1), ("grad_clip", None), ("lr_schedule", None)):
+        for key, default in (("d_steps", 1), ("grad_clip", None), ("lr_schedule", None), ("lr_rule", None)):
             if getattr(self, key) != default:  # only when set: older schedule files stay as they were
                 d[key] = getattr(self, key)
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "Stage":
-        keys = ("structure", "epochs", "optimizer", "optimizers", "distillation", "d_steps", "grad_clip", "lr_schedule")
+        keys = ("structure", "epochs", "optimizer", "optimizers", "distillation", "d_steps", "grad_clip", "lr_schedule",
+                "lr_rule")
         unknown = sorted(set(data) - set(keys))
         if unknown:
             raise ValueError(f"stage {data}: unknown keys {unknown}; expected {', '.join(keys)}")
@@ -147,7 +158,7 @@ class Stage:
                    optimizer=OptimizerConfig(**data.get("optimizer", {})),
                    optimizers=data.get("optimizers") or {}, distillation=data.get("distillation"),
                    d_steps=data.get("d_steps", 1), grad_clip=data.get("grad_clip"),
-                   lr_schedule=data.get("lr_schedule"))
+                   lr_schedule=data.get("lr_schedule"), lr_rule=data.get("lr_rule"))
 
 
 LR_SCHEDULE_ARGS = {"cosine": {"min_lr": 0.0}, "step": {"step_size": 1, "gamma": 0.5},
