@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -276,12 +276,14 @@ class Recipe:
     """A named way to distil: builds a schedule, with each stage's K, for ``epochs`` per stage.
 
     Families offer their recipes through :meth:`gankd.GANHooks.recipes`; every family has ``paper``
-    (P-KDGAN-II-23 with the family's own K).
+    (P-KDGAN-II-23 with the family's own K). ``version`` goes up whenever what the recipe builds changes, and
+    run records carry it, so records of two versions of one name are never mixed.
     """
 
     name: str
     build: Callable[[int, OptimizerConfig], Schedule]
     description: str = ""
+    version: int = 1
 
     def schedule(self, epochs: int, optimizer: OptimizerConfig | None = None) -> Schedule:
         return self.build(epochs, optimizer or OptimizerConfig())
@@ -289,3 +291,29 @@ class Recipe:
 
 PAPER_RECIPE = Recipe("paper", lambda e, o: get_schedule("P-KDGAN-II-23", e, o),
                       "P-KDGAN-II-23 (KDGAN-2 then KDGAN-3, M epochs each) with the family's distillation loss")
+
+
+STUDENT_NETWORKS = ("student.generator", "student.discriminator")
+
+
+def teacherless(schedule: Schedule, name: str, *, lr_factor: float = 1.0,
+                reference: Any = None) -> Schedule:
+    """The no-teacher control of ``schedule``: each stage as ``student-alone`` for its epochs, with its optimizer
+    settings, lr schedule and lr rule, and no K; what the teacher adds is the difference between the two.
+
+    ``lr_factor`` multiplies the student's learning rates (a control tuned over a few global factors);
+    ``reference``: the width config an lr rule compares the student with where it names none (there is no
+    teacher to compare with)."""
+    if not lr_factor > 0 or not math.isfinite(lr_factor):
+        raise ValueError(f"teacherless: lr_factor must be a finite number > 0, got {lr_factor!r}")
+    stages = []
+    for stage in schedule.stages:
+        optimizers = {n: replace(stage.optimizer_for(n), lr=stage.optimizer_for(n).lr * lr_factor)
+                      for n in STUDENT_NETWORKS}
+        rule = stage.lr_rule
+        if rule is not None and reference is not None and rule.get("reference") is None:
+            rule = {**rule, "reference": reference}
+        stages.append(Stage("student-alone", stage.epochs, stage.optimizer, optimizers=optimizers,
+                            d_steps=stage.d_steps, grad_clip=stage.grad_clip, lr_schedule=stage.lr_schedule,
+                            lr_rule=rule))
+    return Schedule(tuple(stages), name=name)
