@@ -13,10 +13,11 @@ from .distill import (ADAPTORS, DERIVED_OUTPUTS, DISTILL_LOSSES, INPUT_TRANSFORM
 from .engine import DistillationEngine, NonFiniteLossError, StageState
 from .hooks import GAN, GANHooks, Losses
 from .registry import Registry
-from .schedule import SCHEDULES, OptimizerConfig, Recipe, Schedule, Stage, get_schedule
+from .schedule import SCHEDULES, OptimizerConfig, Recipe, Schedule, Stage, get_schedule, teacherless
 from .structure import STRUCTURES, Structure, get_structure
 from .utils import (FolderLock, FolderLockedError, MissingDependencyError, atomic_write, atomic_write_bytes,
                     atomic_write_text, remove_stale_temporaries, seed_everything)
+from .width_rule import LR_RULES, register_lr_rule
 
 __version__ = "0.2.0"
 
@@ -28,7 +29,7 @@ __all__ = [
     "register_derived_output", "register_distill_loss", "INPUT_TRANSFORMS", "register_input_transform",
     "DistillationEngine", "NonFiniteLossError", "StageState",
     "GAN", "GANHooks", "Losses", "Registry",
-    "SCHEDULES", "OptimizerConfig", "Recipe", "Schedule", "Stage", "get_schedule",
+    "SCHEDULES", "OptimizerConfig", "Recipe", "Schedule", "Stage", "get_schedule", "teacherless", "LR_RULES", "register_lr_rule",
     "STRUCTURES", "Structure", "get_structure",
     "FolderLock", "FolderLockedError", "MissingDependencyError", "atomic_write", "atomic_write_bytes",
     "atomic_write_text",

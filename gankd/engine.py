@@ -16,6 +16,7 @@ from .checkpoint import CheckpointError, load_weights
 from .distill import DistillationLoss
 from .hooks import GAN, GANHooks, Losses
 from .schedule import Schedule, Stage, build_lr_scheduler
+from .width_rule import apply_init, build_optimizer, describe_groups, initialise
 from .structure import Structure
 
 
@@ -34,6 +35,7 @@ class StageState:
     distillation: DistillationLoss | None = None
     taps: "_Taps | None" = None
     schedulers: dict[str, Any] = field(default_factory=dict)  # per optimizer, when the stage has lr_schedule
+    scales: dict[str, dict] = field(default_factory=dict)  # per network its stage's lr_rule covers
     # What the loss hooks receive for the generator step and the discriminator step. Single-process:
     # the GANs themselves. Under DDP: views whose trained networks are DDP-wrapped (the G step sees
     # the raw discriminator, so DDP never waits for D gradients the generator loss does not produce).
@@ -153,6 +155,9 @@ class DistillationEngine:
         start_stage, done_epochs, global_epoch = 0, 0, 0
         if resume is not None:
             start_stage, done_epochs, global_epoch = self._restore(resume, schedule, batches)
+        else:  # the init factors of lr rules, once, on fresh weights
+            initialise(schedule.stages, {n: m for n, (m, _) in self._trainable(schedule.stages[0].structure).items()},
+                       self.hooks, self.teacher)
         for cb in callbacks:
             cb.on_fit_start(self, schedule)
         for index in range(start_stage, len(schedule.stages)):
@@ -174,7 +179,10 @@ class DistillationEngine:
                 for scheduler in state.schedulers.values():
                     scheduler.step()
                 if state.schedulers:
-                    record["lr"] = {n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()}
+                    record["lr"] = {n: o.param_groups[0]["lr"] if len(o.param_groups) == 1
+                                    else [g["lr"] for g in o.param_groups] for n, o in state.optimizers.items()}
+                if epoch == 1 and state.scales:
+                    record["lr_groups"] = {n: describe_groups(state.optimizers[n]) for n in state.scales}
                 self.history.append(record)
                 for cb in callbacks:
                     cb.on_epoch_end(self, state, record)
@@ -276,7 +284,10 @@ class DistillationEngine:
                 continue
             module.requires_grad_(trains)
             if trains:
-                state.optimizers[name] = stage.optimizer_for(name).build(module.parameters())
+                state.optimizers[name], scales = build_optimizer(stage.optimizer_for(name), stage.lr_rule, name,
+                                                                 module, self.hooks, self.teacher)
+                if scales is not None:
+                    state.scales[name] = scales
                 if self.distributed:
                     ids = [self.device.index] if self.device.type == "cuda" else None
                     wrapped[name] = DistributedDataParallel(module, device_ids=ids)
@@ -436,6 +447,9 @@ class DistillationEngine:
             dist.all_reduce(total)
             losses = Losses(total / dist.get_world_size(), losses.terms)
         changed = self.hooks.after_discriminator_step(gan, losses)
+        scales = self.stage_state.scales.get(f"{who}.discriminator") if self.stage_state is not None else None
+        if changed and scales is not None:  # a re-initialised discriminator gets its rule's init factors again
+            apply_init(gan.discriminator, scales)
         if changed and self.distributed:
             for tensor in gan.discriminator.state_dict().values():
                 dist.broadcast(tensor, src=0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -100,6 +100,11 @@ class Stage:
     update's gradient to this total L2 norm. ``lr_schedule``: a learning-rate schedule over the stage's epochs
     for every optimizer, stepped at each epoch end: ``{"name": "cosine", "min_lr": 0}``, ``{"name": "step",
     "step_size": N, "gamma": 0.5}`` or ``{"name": "linear", "end_factor": 0.1}``.
+
+    ``lr_rule``: per-parameter-group learning rates (and initial scales) for the networks it names, from a
+    rule of :mod:`gankd.width_rule`: ``{"name": "mup"}`` compares the student's layer shapes with the
+    teacher's; ``{"name": "manual", "factors": {"encoder1": 2.0}}`` gives explicit factors. Each group's lr is
+    its factor times the network's optimizer lr.
     """
 
     structure: Structure
@@ -110,6 +115,7 @@ class Stage:
     d_steps: int = 1
     grad_clip: float | None = None
     lr_schedule: Mapping[str, Any] | None = None
+    lr_rule: Mapping[str, Any] | str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", get_structure(self.structure))
@@ -141,6 +147,10 @@ class Stage:
             object.__setattr__(self, "grad_clip", float(self.grad_clip))
         if self.lr_schedule is not None:
             object.__setattr__(self, "lr_schedule", _check_lr_schedule(self.lr_schedule, name))
+        if self.lr_rule is not None:
+            from .width_rule import check_rule_spec
+
+            object.__setattr__(self, "lr_rule", check_rule_spec(self.lr_rule, name))
 
     def optimizer_for(self, network: str) -> OptimizerConfig:
         """The settings for ``network`` (e.g. ``"student.generator"``): its own, its GAN's, or the default."""
@@ -152,14 +162,15 @@ class Stage:
             d["optimizers"] = {k: v.to_dict() for k, v in self.optimizers.items()}
         if self.distillation is not None:
             d["distillation"] = self.distillation
-        for key, default in (("d_steps", 1), ("grad_clip", None), ("lr_schedule", None)):
+        for key, default in (("d_steps", 1), ("grad_clip", None), ("lr_schedule", None), ("lr_rule", None)):
             if getattr(self, key) != default:  # only when set: older schedule files stay as they were
                 d[key] = getattr(self, key)
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "Stage":
-        keys = ("structure", "epochs", "optimizer", "optimizers", "distillation", "d_steps", "grad_clip", "lr_schedule")
+        keys = ("structure", "epochs", "optimizer", "optimizers", "distillation", "d_steps", "grad_clip", "lr_schedule",
+                "lr_rule")
         unknown = sorted(set(data) - set(keys))
         if unknown:
             raise ValueError(f"stage {data}: unknown keys {unknown}; expected {', '.join(keys)}")
@@ -167,7 +178,7 @@ class Stage:
                    optimizer=OptimizerConfig(**data.get("optimizer", {})),
                    optimizers=data.get("optimizers") or {}, distillation=data.get("distillation"),
                    d_steps=data.get("d_steps", 1), grad_clip=data.get("grad_clip"),
-                   lr_schedule=data.get("lr_schedule"))
+                   lr_schedule=data.get("lr_schedule"), lr_rule=data.get("lr_rule"))
 
 
 LR_SCHEDULE_ARGS = {"cosine": {"min_lr": 0.0}, "step": {"step_size": 1, "gamma": 0.5},
@@ -301,12 +312,14 @@ class Recipe:
     """A named way to distil: builds a schedule, with each stage's K, for ``epochs`` per stage.
 
     Families offer their recipes through :meth:`gankd.GANHooks.recipes`; every family has ``paper``
-    (P-KDGAN-II-23 with the family's own K).
+    (P-KDGAN-II-23 with the family's own K). ``version`` goes up whenever what the recipe builds changes, and
+    run records carry it, so records of two versions of one name are never mixed.
     """
 
     name: str
     build: Callable[[int, OptimizerConfig], Schedule]
     description: str = ""
+    version: int = 1
 
     def schedule(self, epochs: int, optimizer: OptimizerConfig | None = None) -> Schedule:
         return self.build(epochs, optimizer or OptimizerConfig())
@@ -314,3 +327,29 @@ class Recipe:
 
 PAPER_RECIPE = Recipe("paper", lambda e, o: get_schedule("P-KDGAN-II-23", e, o),
                       "P-KDGAN-II-23 (KDGAN-2 then KDGAN-3, M epochs each) with the family's distillation loss")
+
+
+STUDENT_NETWORKS = ("student.generator", "student.discriminator")
+
+
+def teacherless(schedule: Schedule, name: str, *, lr_factor: float = 1.0,
+                reference: Any = None) -> Schedule:
+    """The no-teacher control of ``schedule``: each stage as ``student-alone`` for its epochs, with its optimizer
+    settings, lr schedule and lr rule, and no K; what the teacher adds is the difference between the two.
+
+    ``lr_factor`` multiplies the student's learning rates (a control tuned over a few global factors);
+    ``reference``: the width config an lr rule compares the student with where it names none (there is no
+    teacher to compare with)."""
+    if not lr_factor > 0 or not math.isfinite(lr_factor):
+        raise ValueError(f"teacherless: lr_factor must be a finite number > 0, got {lr_factor!r}")
+    stages = []
+    for stage in schedule.stages:
+        optimizers = {n: replace(stage.optimizer_for(n), lr=stage.optimizer_for(n).lr * lr_factor)
+                      for n in STUDENT_NETWORKS}
+        rule = stage.lr_rule
+        if rule is not None and reference is not None and rule.get("reference") is None:
+            rule = {**rule, "reference": reference}
+        stages.append(Stage("student-alone", stage.epochs, stage.optimizer, optimizers=optimizers,
+                            d_steps=stage.d_steps, grad_clip=stage.grad_clip, lr_schedule=stage.lr_schedule,
+                            lr_rule=rule))
+    return Schedule(tuple(stages), name=name)

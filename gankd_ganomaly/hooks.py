@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Mapping, Sequence
 
 import torch
@@ -60,8 +61,8 @@ class GanomalyHooks(GANHooks):
                                  DistillTerm("z2", "l2", w.w2)])
 
     def recipes(self) -> Mapping[str, Recipe]:
-        """``paper`` (P-KDGAN-II-23 with Eq. 6's K) and ``recommended`` (see :data:`RECIPES`)."""
-        return RECIPES
+        """The base mapping (``paper``: P-KDGAN-II-23 with Eq. 6's K) extended by :data:`FAMILY_RECIPES`."""
+        return {**super().recipes(), **{r.name: r for r in FAMILY_RECIPES}}
 
     def generator_forward(self, generator, inputs: torch.Tensor) -> Mapping[str, torch.Tensor]:
         z1, x_hat, z2 = generator(inputs)
@@ -112,6 +113,9 @@ RECOMMENDED_XHAT_WEIGHT = 30.0
 # 2-channel layer needs larger weights than a 64-channel one for the same output (docs/distillation.md).
 FAST_STUDENT_LR_FACTOR = 5.0
 _RECONSTRUCTION_K = {"terms": [{"output": "x_hat", "loss": "l1", "weight": RECOMMENDED_XHAT_WEIGHT}]}
+# The width rule of `recommended` (gankd.width_rule), chosen on development runs (docs/distillation.md): the
+# student's per-layer learning rates and initial scales from its widths relative to its teacher's.
+RECOMMENDED_RULE = {"name": "mup"}
 
 
 def _fast_student(optimizer: OptimizerConfig) -> dict[str, OptimizerConfig]:
@@ -120,31 +124,31 @@ def _fast_student(optimizer: OptimizerConfig) -> dict[str, OptimizerConfig]:
 
 
 def _recommended(epochs: int, optimizer: OptimizerConfig) -> Schedule:
-    """KDGAN-2 (student on its own losses, teacher frozen) with K on the reconstruction only: latent imitation
-    is what hurts the narrow students (docs/distillation.md); the weight was chosen on development runs."""
-    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=_RECONSTRUCTION_K),), name="recommended")
+    """KDGAN-2 (student on its own losses, teacher frozen) with K on the reconstruction only (latent imitation is
+    what hurts the narrow students) and the student's per-layer rates from the width rule; chosen on
+    development runs (docs/distillation.md)."""
+    return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=_RECONSTRUCTION_K,
+                           lr_rule=RECOMMENDED_RULE),), name="recommended")
 
 
 def _reconstruction_fast(epochs: int, optimizer: OptimizerConfig) -> Schedule:
-    """``recommended`` with the student's generator at FAST_STUDENT_LR_FACTOR x the stage's learning rate."""
+    """K = 30 * l1(x_hat) with the student's generator at FAST_STUDENT_LR_FACTOR x the stage's learning rate."""
     return Schedule((Stage("KDGAN-2", epochs, optimizer, distillation=_RECONSTRUCTION_K,
                            optimizers=_fast_student(optimizer)),), name="reconstruction-fast")
 
 
-def _student_alone_fast(epochs: int, optimizer: OptimizerConfig) -> Schedule:
-    """The control of ``reconstruction-fast``: the same learning rates, no teacher."""
-    return Schedule((Stage("student-alone", epochs, optimizer, optimizers=_fast_student(optimizer)),),
-                    name="student-alone-fast")
+FAMILY_RECIPES: tuple[Recipe, ...] = (
+    Recipe("recommended", _recommended,
+           "the default: KDGAN-2 for M epochs with K = 30 * l1(x_hat) (the student imitates the teacher's "
+           "reconstruction, not its latents) and the student's per-layer learning rates and initial scales from "
+           "its widths relative to the teacher's (lr_rule mup); docs/distillation.md", version=2),
+    Recipe("reconstruction-fast", _reconstruction_fast,
+           "superseded by recommended: K = 30 * l1(x_hat) with the student's generator at 5x the stage's "
+           "learning rate"),
+)
+"""GANomaly's recipes beyond ``paper``. ``recommended`` version 1 (K = 30 * l1(x_hat) at the stage's learning
+rate, no width rule) is what records of version 1 ran."""
 
-
-RECIPES: dict[str, Recipe] = {
-    "paper": PAPER_RECIPE,
-    "recommended": Recipe("recommended", _recommended,
-                          "KDGAN-2 for M epochs with K = 30 * l1(x_hat): the student imitates the teacher's "
-                          "reconstruction, not its latents (docs/distillation.md)"),
-    "reconstruction-fast": Recipe("reconstruction-fast", _reconstruction_fast,
-                                  "recommended with the student's generator at 5x the stage's learning rate"),
-    "student-alone-fast": Recipe("student-alone-fast", _student_alone_fast,
-                                 "control, no teacher: the student alone with its generator at 5x the stage's "
-                                 "learning rate"),
-}
+RECIPES: Mapping[str, Recipe] = MappingProxyType(GanomalyHooks().recipes())
+"""Every recipe of the family by name (read-only): the one list CLI choices, run methods and sweep methods are
+derived from."""

@@ -10,7 +10,8 @@ from gankd import (CheckpointCallback, DistillationEngine, DistillationLoss, Dis
                    Stage, load_checkpoint)
 from gankd_ganomaly.experiment import RunConfig, run
 from gankd_ganomaly.evaluation.flops import count_generator
-from gankd_ganomaly.hooks import RECIPES
+from gankd_ganomaly.hooks import RECIPES, GanomalyHooks
+from gankd_ganomaly.study.budgets import BUDGETS
 
 from conftest import TINY_STUDENT, TINY_TEACHER, OnEpochEnd
 
@@ -145,14 +146,17 @@ def test_per_network_learning_rates_are_applied(hooks, tiny_pair, digits0):
                    "student.discriminator": 5e-4}
 
 
-def test_fast_recipes_run_the_student_generator_at_five_times_the_stage_rate(hooks, tiny_pair, digits0):
+def test_fast_recipe_and_its_control_run_the_student_generator_at_five_times_the_stage_rate(hooks, tiny_pair,
+                                                                                            digits0):
+    from gankd_ganomaly.study.sweep import method_config, method_schedule
+
     teacher, student = tiny_pair
     for name, networks in (("reconstruction-fast", {"student.generator": 1e-3, "student.discriminator": 2e-4}),
                            ("student-alone-fast", {"student.generator": 1e-3, "student.discriminator": 2e-4})):
         lrs = {}
         probe = OnEpochEnd(lambda engine, state, record: lrs.update(
             {n: o.param_groups[0]["lr"] for n, o in state.optimizers.items()}))
-        schedule = RECIPES[name].schedule(1, OptimizerConfig(lr=2e-4))
+        schedule = method_schedule(name, method_config(name, BUDGETS["cpu"]).replace(epochs=1))
         DistillationEngine(hooks, teacher if schedule.needs_teacher else None, copy.deepcopy(student),
                            callbacks=[probe]).fit(schedule, [digits0.train[:8]])
         assert {n: lr for n, lr in lrs.items() if n.startswith("student")} == pytest.approx(networks)
@@ -206,7 +210,11 @@ def test_resume_is_bit_identical_with_a_stateful_term_and_an_adaptor(hooks, tiny
 
 
 def test_recipes_are_named_and_recorded(digits0):
-    assert set(RECIPES) == {"paper", "recommended", "reconstruction-fast", "student-alone-fast"}
+    assert set(RECIPES) == {"paper", "recommended", "reconstruction-fast"}  # controls are the sweep's
+    assert RECIPES["recommended"].version == 2 and RECIPES["paper"].version == 1
+    assert dict(GanomalyHooks().recipes()) == dict(RECIPES)  # the base mapping (paper), extended
+    with pytest.raises(TypeError):
+        RECIPES["mine"] = RECIPES["paper"]  # read-only: one list, derived everywhere
     assert RunConfig(method="P-KDGAN-II-23").recipe == "paper"
     assert RunConfig(method="recommended").recipe == "recommended"
     assert RunConfig(method="student-alone").recipe is None
@@ -217,7 +225,9 @@ def test_recipes_are_named_and_recorded(digits0):
                     student_widths=TINY_STUDENT, lr=2e-4)
     _, teacher = run(cfg, digits0, verbose=False)
     record, _ = run(cfg.replace(method="recommended"), digits0, teacher, verbose=False)
-    assert record["recipe"] == "recommended"
+    assert record["recipe"] == "recommended" and record["recipe_version"] == 2
+    assert record["schedule"]["stages"][0]["lr_rule"]["name"] == "mup"
+    assert sorted(g["lr_factor"] for g in record["history"][0]["lr_groups"]["student.generator"]) == [1.0, 4.0]
     assert record["schedule"]["stages"][0]["distillation"] == RECIPES["recommended"].schedule(1).stages[0].distillation
 
 

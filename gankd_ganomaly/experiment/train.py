@@ -21,7 +21,7 @@ from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
 from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from ..evaluation.flops import count_generator
-from ..hooks import GanomalyHooks
+from ..hooks import RECIPES, GanomalyHooks
 from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
 from .model_file import save_model
 
@@ -177,7 +177,8 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
         print(f"{log_prefix}note: AUROC not measured: {skip_auroc}", flush=True)
     record = {
         "dataset": cfg.dataset, "normal_class": cfg.normal_class, "class_name": data.class_name,
-        "method": cfg.method, "recipe": recipe, "seed": cfg.seed, "schedule": schedule.to_dict(),
+        "method": cfg.method, "recipe": recipe,
+        "recipe_version": RECIPES[recipe].version if recipe in RECIPES else None, "seed": cfg.seed, "schedule": schedule.to_dict(),
         "batch_size": cfg.batch_size, "lr": cfg.lr, "bn_mode_at_test": cfg.bn_mode,
         "auroc_last": history[-1]["metrics"].get("auroc"),
         "auroc_per_epoch": [h["metrics"].get("auroc") for h in history],

@@ -109,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     result = write_report(args.records, args.out, None if args.no_plots else args.plots_dir, command=_command_line(),
-                          controlled=args.controlled, beyond=args.beyond)
+                          controlled=args.controlled, beyond=args.beyond, default=args.default)
     print(f"wrote {result['markdown']} from {result['records']} record(s)"
           + (f" and {len(result['plots'])} plot(s): {', '.join(result['plots'])}" if result["plots"] else ""))
     return 0
@@ -186,6 +186,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--beyond", nargs="*", default=[], metavar="DIR",
                    help="sweep folder(s) with the recommended recipe, its student alone and control from the same "
                         "teachers: adds the 'Beyond the paper' section (the paper's tables keep --records)")
+    p.add_argument("--default", nargs="*", default=[], metavar="DIR",
+                   help="sweep folder(s) with teacher, student-alone, student-alone-tuned and recommended from the same "
+                        "teachers: adds the section on the default recipe and its criteria")
     p.add_argument("--controlled", nargs="*", default=[], metavar="JSON",
                    help="files of controlled one-factor runs (scripts/gap_study.py writes one) to add as a section")
     p.set_defaults(func=cmd_report)

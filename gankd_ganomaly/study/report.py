@@ -113,10 +113,12 @@ def _header(records: list[dict], by_budget: dict[str, list[_Group]], paper: dict
 
 def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | Path = "docs/results.md",
                  plots_dir: str | Path | None = "docs/figures", *, command: str | None = None,
-                 controlled: Sequence[str | Path] = (), beyond: Sequence[str | Path] = ()) -> dict:
+                 controlled: Sequence[str | Path] = (), beyond: Sequence[str | Path] = (),
+                 default: Sequence[str | Path] = ()) -> dict:
     """Write the markdown report (and Figure-2 PNGs unless ``plots_dir`` is None); returns what was written.
 
     ``controlled``: files of controlled runs (:func:`controlled_section`), each rendered as a section at the end.
+    ``default``: sweep folder(s) of the default recipe against the tuned student alone (:func:`default_section`).
     """
     dirs = [records_dir] if isinstance(records_dir, (str, Path)) else list(records_dir)
     records = load_records(dirs)
@@ -199,6 +201,13 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
             section, beyond_stats = _beyond_paper(beyond_groups[budget], by_budget.get(budget, []))
             lines += section
             stats.update({f"{budget}/beyond/{k}": v for k, v in beyond_stats.items()})
+    if default:
+        from .default_section import default_section
+
+        for budget, groups in sorted(_group(load_records(list(default))).items()):
+            section, default_stats = default_section(groups)
+            lines += section
+            stats.update({f"{budget}/default/{k}": v for k, v in default_stats.items()})
     for path in controlled:
         lines += controlled_section(path)
     out_md.parent.mkdir(parents=True, exist_ok=True)

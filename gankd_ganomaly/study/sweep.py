@@ -39,15 +39,42 @@ from ..data.builtin import resolve_root
 from ..data.cifar_prep import cifar10_provenance
 from ..evaluation.baselines import BASELINES, run_baseline
 from ..experiment import EXECUTION_FIELDS, METHODS, SWEEP_TEACHER_FORMAT, RunConfig, run, save_model
-from ..hooks import GanomalyHooks
+from ..hooks import RECIPES, GanomalyHooks
 from .budgets import EVAL_MS, TRAIN_MS, TYPICAL_TEST, TYPICAL_TRAIN, Budget, get_budget, prepare_data
 
 RECORD_FORMAT = "gankd-reproduce-record"
-# Controls: a method run with other GANomaly loss weights, recorded under its own name. The reconstruction
-# control is the student alone with w_con raised by the weight the recommended recipe gives K's l1(x_hat) term:
-# it tells how much of that recipe's gain is the extra reconstruction pressure rather than the teacher.
-CONTROL_METHODS: dict[str, tuple[str, dict[str, float]]] = {
-    "student-alone-wcon40": ("student-alone", {"w_con": 40.0}),
+
+
+@dataclass(frozen=True)
+class Control:
+    """A sweep method that is no recipe: ``base`` (a run method) with other GANomaly loss weights, or, with
+    ``teacherless_of``, that recipe's schedule without the teacher (:func:`gankd.teacherless`: its optimizer
+    settings and width rule, the student alone) at ``lr_factor`` x the student's learning rates."""
+
+    base: str = "student-alone"
+    weights: Mapping[str, float] = field(default_factory=dict)
+    teacherless_of: str | None = None
+    lr_factor: float = 1.0
+
+    def schedule(self, name: str, cfg: RunConfig) -> gankd.Schedule:
+        if self.teacherless_of is None:
+            return cfg.schedule()
+        optimizer = gankd.OptimizerConfig(lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        return gankd.teacherless(RECIPES[self.teacherless_of].schedule(cfg.epochs, optimizer), name,
+                                 lr_factor=self.lr_factor, reference=list(cfg.teacher_widths))
+
+
+# The global factor of the tuned control: the best of {0.5, 1, 2} x the width rule's rates for the student
+# alone on development runs only (results/width_rule_probe.json, docs/distillation.md).
+TUNED_LR_FACTOR = 1.0
+# Controls, each recorded under its own name. The reconstruction control is the student alone with w_con raised
+# by the weight the recommended recipe gives K's l1(x_hat) term (how much of that recipe's gain is the extra
+# reconstruction pressure); the teacherless ones run a recipe's learning rates without its teacher, the tuned one
+# also tuned over global factors on development runs: what the teacher adds is the difference.
+CONTROL_METHODS: dict[str, Control] = {
+    "student-alone-wcon40": Control(weights={"w_con": 40.0}),
+    "student-alone-fast": Control(teacherless_of="reconstruction-fast"),
+    "student-alone-tuned": Control(teacherless_of="recommended", lr_factor=TUNED_LR_FACTOR),
 }
 SWEEP_METHODS: tuple[str, ...] = (*METHODS, *CONTROL_METHODS, *BASELINES)
 # The methods of the paper's Tables 3-4 and Figure 2 (P-KDGAN-I is KDGAN-2 and is not run twice).
@@ -104,9 +131,25 @@ def _label(dataset: str, c: int, seed: int, method: str) -> str:
 
 def method_config(method: str, budget: Budget, **fields: Any) -> RunConfig:
     """The run config of a sweep method (a control runs its base method with its loss weights)."""
-    base, weights = CONTROL_METHODS.get(method, (method, {}))
+    control = CONTROL_METHODS.get(method)
+    base, weights = (control.base, dict(control.weights)) if control else (method, {})
     return RunConfig(method=base, epochs=budget.epochs(base), batch_size=budget.batch_size, lr=budget.lr,
                      eval_every=budget.eval_every(base), loss_weights=weights, **fields)
+
+
+def method_schedule(method: str, cfg: RunConfig) -> gankd.Schedule:
+    """What a sweep method runs: its config's schedule, or its control's."""
+    control = CONTROL_METHODS.get(method)
+    return control.schedule(method, cfg) if control is not None else cfg.schedule()
+
+
+def recipe_fields(method: str) -> dict[str, Any]:
+    """``recipe``, ``recipe_version`` and ``control_of`` of a sweep method's records (None where not one)."""
+    control = CONTROL_METHODS.get(method)
+    of = control.teacherless_of if control is not None else None
+    recipe = None if control is not None else RunConfig(method=method).recipe
+    name = recipe or of
+    return {"recipe": recipe, "recipe_version": RECIPES[name].version if name else None, "control_of": of}
 
 
 def _estimate_ms(dataset: str, method: str, budget: Budget) -> float:
@@ -116,7 +159,7 @@ def _estimate_ms(dataset: str, method: str, budget: Budget) -> float:
                                                                          TYPICAL_TEST[dataset])
     if method in BASELINES:
         return 1e3 + 6.0 * n if method == "ocsvm" else 2e3 + 12.0 * n
-    schedule = method_config(method, budget).schedule()
+    schedule = method_schedule(method, method_config(method, budget))
     ms = sum(TRAIN_MS.get(s.structure.name, 17.0) * s.epochs * n for s in schedule.stages)
     evals = sum(-(-s.epochs // budget.eval_every(method)) for s in schedule.stages)
     return ms + evals * t * EVAL_MS["teacher" if method == "teacher" else "student"]
@@ -272,7 +315,7 @@ def run_sweep(
                         summary.skipped.append(str(path))
                     else:
                         pending.append(method)
-                needs_teacher = any(m != "teacher" and method_config(m, budget).schedule().needs_teacher
+                needs_teacher = any(m != "teacher" and method_schedule(m, method_config(m, budget)).needs_teacher
                                     for m in pending)
                 has_ckpt = teacher_path(out, dataset, c, seed, budget.name).is_file()
                 teacher_file = record_path(out, dataset, c, "teacher", seed)
@@ -280,7 +323,8 @@ def run_sweep(
                 teacher_failed = teacher_record is not None and teacher_record.get("status") == "failed"
                 if existing_teachers and not has_ckpt:
                     # another process trains the teachers: leave students whose teacher is not there yet
-                    pending = [m for m in pending if m != "teacher" and not method_config(m, budget).schedule().needs_teacher]
+                    pending = [m for m in pending if m != "teacher"
+                               and not method_schedule(m, method_config(m, budget)).needs_teacher]
                 elif "teacher" in pending or (needs_teacher and not has_ckpt and not teacher_failed):
                     pending = ["teacher", *[m for m in pending if m != "teacher"]]
                 jobs.extend(_Job(dataset, c, seed, m) for m in pending)
@@ -371,7 +415,8 @@ def run_sweep(
                 say(f"{tag} done  {label}: record restored from {tfile.name} "
                     f"(AUROC(last) {teacher_records[tkey]['auroc_last']:.4f})")
                 continue
-            if job.method != "teacher" and cfg.schedule().needs_teacher:
+            schedule = method_schedule(job.method, cfg)
+            if job.method != "teacher" and schedule.needs_teacher:
                 if tkey not in teachers:
                     teachers[tkey] = None
                     if tfile.is_file():
@@ -386,7 +431,8 @@ def run_sweep(
                 extra["teacher_checkpoint"] = str(tfile.relative_to(out))
                 extra["teacher_auroc_last"] = teacher_records.get(tkey, {}).get("auroc_last")
             try:
-                record, trained = run(cfg, data, teacher, verbose=epoch_log, log_prefix=f"[{job.method}] ")
+                record, trained = run(cfg, data, teacher, verbose=epoch_log, log_prefix=f"[{job.method}] ",
+                                      schedule=schedule if job.method in CONTROL_METHODS else None)
             except (gankd.NonFiniteLossError, FloatingPointError) as err:
                 record = {**base_record(job, data, info), "status": "failed", "error": f"{type(err).__name__}: {err}",
                           "auroc_last": None, "auroc_per_epoch": [], "config": cfg.to_dict(),
@@ -399,6 +445,7 @@ def run_sweep(
                 done_est += job.est_ms
                 continue
             record = {**base_record(job, data, info), **record, **extra, "method": job.method,
+                      **recipe_fields(job.method),
                       "data_source": info["data_source"],
                       "epochs_per_stage": [s["epochs"] for s in record["schedule"]["stages"]]}
             if job.method == "teacher":

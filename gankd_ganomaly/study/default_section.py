@@ -1,0 +1,116 @@
+"""The report's section on the default recipe: `recommended` against the student alone and against the tuned
+student alone (`student-alone-tuned`: the same width rule without the teacher), from one sweep whose students
+all distil from the same teachers, with the criteria the default is held to and which of them are met."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..hooks import RECIPES
+from .records import ALPHA, DASH, _Group, _mean_cell, _table
+from .statistics import _points, _test_cell, teacher_gap, wilcoxon_gain
+
+DEFAULT = "recommended"
+TUNED = "student-alone-tuned"
+ALONE = "student-alone"
+METHODS = ("teacher", ALONE, TUNED, DEFAULT)
+FMNIST_MARGIN = 0.005  # Fashion-MNIST: within 0.5 points of the tuned student alone
+DATASETS = ("mnist", "fmnist", "cifar10")
+
+
+def current_version_only(groups: list[_Group]) -> dict[str, int]:
+    """Drop records of `recommended` and of its tuned control written by another recipe version (they ran another
+    schedule under the same name); returns how many were dropped per method."""
+    version = RECIPES[DEFAULT].version
+    dropped: dict[str, int] = {}
+    for g in groups:
+        for method in (DEFAULT, TUNED):
+            for c, by_seed in list(g.runs.get(method, {}).items()):
+                for seed, r in list(by_seed.items()):
+                    if r.get("recipe_version", 1) != version:
+                        del by_seed[seed]
+                        dropped[method] = dropped.get(method, 0) + 1
+                if not by_seed:
+                    del g.runs[method][c]
+    return dropped
+
+
+def default_statistics(g: _Group) -> dict[str, Any]:
+    """Wilcoxon tests over classes (per class the mean over paired seeds) and the teacher gaps."""
+    return {"vs_alone": wilcoxon_gain(g, DEFAULT, ALONE), "vs_tuned": wilcoxon_gain(g, DEFAULT, TUNED),
+            "tuned_vs_alone": wilcoxon_gain(g, TUNED, ALONE),
+            "teacher_gap_alone": teacher_gap(g, ALONE), "teacher_gap_tuned": teacher_gap(g, TUNED),
+            "teacher_gap_recommended": teacher_gap(g, DEFAULT),
+            "seeds": sorted({s for by_seed in g.runs.get(DEFAULT, {}).values() for s in by_seed}),
+            "classes": g.classes(DEFAULT)}
+
+
+def _wins(w: dict) -> bool:
+    return w["mean_gain"] is not None and w["mean_gain"] > 0 and w["p_one_sided"] is not None \
+        and w["p_one_sided"] < ALPHA
+
+
+def _p(w: dict) -> str:
+    return "n/a" if w["p_one_sided"] is None else format(w["p_one_sided"], ".4f")
+
+
+def criteria_lines(stats: dict[str, dict]) -> list[str]:
+    """The cpu-budget criteria, each met, missed (by how much) or not yet measured, per dataset."""
+    out = []
+    for dataset in DATASETS:
+        st = next((v for k, v in stats.items() if k.split("-")[0] == dataset), None)
+        label = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[dataset]
+        if st is None:
+            out.append(f"- {label}: **not yet measured** (no records of `{DEFAULT}` in this sweep).")
+            continue
+        n = st["vs_tuned"]["n"]
+        parts = []
+        wt, wa = st["vs_tuned"], st["vs_alone"]
+        if dataset == "fmnist":
+            gain = wt["mean_gain"]
+            ok = gain is not None and gain >= -FMNIST_MARGIN
+            parts.append(f"within 0.50 points of `{TUNED}`: {_points(gain)} -> "
+                         + ("**met**" if ok else f"**missed** by {100 * (-FMNIST_MARGIN - gain):.2f} points"))
+        else:
+            parts.append(f"beats `{TUNED}` with one-sided p < {ALPHA}: {_points(wt['mean_gain'])} points, "
+                         f"p={_p(wt)} -> " + ("**met**" if _wins(wt) else "**missed**"))
+        parts.append(f"beats `{ALONE}` with one-sided p < {ALPHA}: {_points(wa['mean_gain'])} points, p={_p(wa)} -> "
+                     + ("**met**" if _wins(wa) else "**missed**"))
+        seeds = ", ".join(map(str, st["seeds"]))
+        out.append(f"- {label} ({n} classes, seed(s) {seeds}): " + "; ".join(parts) + ".")
+    return out
+
+
+def default_section(groups: list[_Group]) -> tuple[list[str], dict]:
+    """Markdown lines and statistics (keyed by the group's slug) of the default-recipe sweep."""
+    dropped = current_version_only(groups)
+    rows, stats = [], {}
+    for g in groups:
+        if not g.runs.get(DEFAULT):
+            continue
+        st = stats[g.slug] = default_statistics(g)
+        gaps = " / ".join(_points(st[k]) for k in ("teacher_gap_alone", "teacher_gap_tuned",
+                                                   "teacher_gap_recommended"))
+        rows.append([g.label, *(_mean_cell(g, m) for m in METHODS), _test_cell(st["vs_alone"]),
+                     _test_cell(st["vs_tuned"]), _test_cell(st["tuned_vs_alone"]), gaps])
+    if not rows:
+        return [], {}
+    version = RECIPES[DEFAULT].version
+    lines = [f"## The default recipe: `{DEFAULT}` (version {version}) against the tuned student alone", "",
+             f"`{DEFAULT}` (version {version}) is KDGAN-2 for M epochs with K = 30 * l1(x_hat) and the student's "
+             "per-layer learning rates and initial scales from its widths relative to the teacher's (`lr_rule` "
+             f"`mup`, `gankd.width_rule`). `{TUNED}` is the student alone with the same rule and the global factor "
+             "chosen on development runs; both were chosen on development runs only (Figure-2 classes at seeds "
+             "100-101, `docs/distillation.md`), none of which is in this table. Every student distils from, or is "
+             "compared with, the same teachers. Cells: mean over classes (± std over seeds), classes x seeds. "
+             "Gains: mean over classes of the per-class seed means, one-sided Wilcoxon signed-rank over classes. "
+             f"Teacher gap: teacher - student, for `{ALONE}` / `{TUNED}` / `{DEFAULT}`.", "",
+             *_table(["data", "teacher", ALONE, TUNED, DEFAULT, f"{DEFAULT} - alone", f"{DEFAULT} - tuned",
+                      "tuned - alone", "teacher gap (points)"], rows), ""]
+    if dropped:
+        lines += ["Left out: " + ", ".join(f"{n} record(s) of `{m}` from another recipe version"
+                                           for m, n in dropped.items()) + ".", ""]
+    lines += ["**The criteria (cpu budget).**", "", *criteria_lines(stats), ""]
+    return lines, stats
+
+
+__all__ = ["default_section", "criteria_lines", "current_version_only", "DASH"]

@@ -1,0 +1,82 @@
+"""Development probe: per-layer learning rates (and init scales) from the student's widths relative to the
+teacher's (:mod:`gankd.width_rule`), for the student alone and for KDGAN-2 with K = 30 * l1(x_hat).
+
+On cases whose teachers a sweep trained at the cpu budget (``--sweep-out``; the Figure-2 classes at seeds
+>= 100, which no reported run uses), trains for 10 epochs at the cpu budget. Candidate names:
+``BASE[+RULE][*FACTOR]`` with BASE ``alone`` (the student alone) or ``xhat30`` (KDGAN-2, K = 30 * l1(x_hat)),
+RULE ``mup`` / ``fan-in`` (``Stage(lr_rule={"name": RULE, "reference": teacher widths})``) and FACTOR a global
+multiplier of the student's learning rate (both of its networks), e.g. ``alone+mup*0.5``. Appends one row per
+run to ``--out`` (re-running skips rows already there):
+
+    PYTHONPATH=. python scripts/width_rule_probe.py --sweep-out results/default-dev \
+        --cases mnist:5:100,fmnist:8:100,cifar10:1:100 --candidates alone,alone+mup,xhat30+mup \
+        --out results/width_rule_probe.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gankd_ganomaly.experiment.train as train  # noqa: E402
+from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
+from gankd.width_rule import LR_RULES  # noqa: E402
+from gankd_ganomaly.networks import TEACHER_WIDTHS  # noqa: E402
+from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
+
+BASES = {"alone": ("student-alone", None),
+         "xhat30": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": 30.0}]})}
+
+
+def schedule_of(name: str) -> Schedule:
+    """The one-stage schedule a candidate name describes (unknown names exit with the grammar)."""
+    rest, _, factor = name.partition("*")
+    base, _, rule = rest.partition("+")
+    if base not in BASES or (rule and rule not in LR_RULES):
+        raise SystemExit(f"unknown candidate {name!r}: BASE[+RULE][*FACTOR], BASE one of {', '.join(BASES)}, "
+                         f"RULE one of {', '.join(LR_RULES.names())}")
+    structure, k = BASES[base]
+    g = float(factor) if factor else 1.0
+    optimizers = {"student": OptimizerConfig(lr=budget.lr * g)} if g != 1.0 else {}
+    lr_rule = {"name": rule, "reference": list(TEACHER_WIDTHS)} if rule else None
+    return Schedule((Stage(structure, budget.student_epochs, OptimizerConfig(lr=budget.lr), distillation=k,
+                           optimizers=optimizers, lr_rule=lr_rule),), name=name)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
+    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p.add_argument("--candidates", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.is_file() else []
+    done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
+    names = args.candidates.split(",")
+    schedules = {name: schedule_of(name) for name in names}  # unknown names fail before any run
+    for dataset, c, seed in parse_cases(args.cases):
+        if all((n, dataset, c, seed) in done for n in names):
+            continue
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        for name in names:
+            if (name, dataset, c, seed) in done:
+                continue
+            t0 = time.perf_counter()
+            record, _ = train.run(cfg, data, teacher, verbose=False, schedule=schedules[name])
+            append_row(out, rows, {"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
+                                   "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"],
+                                   "con_last": record["history"][-1]["losses"].get("L_g^S/con")}, t0)
+
+
+if __name__ == "__main__":
+    main()
