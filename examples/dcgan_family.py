@@ -22,11 +22,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses
+from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig, Recipe, Schedule, Stage, Structure
+from gankd.schedule import PAPER_RECIPE
 
 TEACHER_WIDTHS: tuple[int, int, int] = (64, 128, 256)
 STUDENT_WIDTHS: tuple[int, int, int] = (8, 16, 32)
 LATENT_DIM = 64
+
+
+def _one_stage(structure: Structure):
+    """A one-stage recipe over 2M epochs: the same epoch budget as the two stages of ``paper``."""
+    def build(epochs: int, optimizer: OptimizerConfig) -> Schedule:
+        return Schedule((Stage(structure, 2 * epochs, optimizer),), name=structure.name)
+    return build
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": PAPER_RECIPE,
+    "joint": Recipe("joint", _one_stage(Structure(mu=1, nu=1, lam=1, name="KDGAN-2")),
+                    "KDGAN-2 for 2M epochs: the student's own GAN losses + K from the frozen teacher"),
+    "joint-k10": Recipe("joint-k10", _one_stage(Structure(mu=1, nu=1, lam=10, name="KDGAN-2-lam10")),
+                        "KDGAN-2 for 2M epochs with K weighted 10 (lambda = 10)"),
+    "k-only": Recipe("k-only", _one_stage(Structure(lam=1, name="KDGAN-1")),
+                     "KDGAN-1 for 2M epochs: the student generator regresses the teacher's outputs, no discriminator"),
+}
+RECOMMENDED = "joint"  # chosen on development seed 100 (results/generators/dcgan/choice.json)
+RECIPES["recommended"] = Recipe("recommended", RECIPES[RECOMMENDED].build,
+                                f"the DCGAN family's recommended recipe: {RECOMMENDED} ({RECIPES[RECOMMENDED].description})")
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -105,6 +127,11 @@ class DCGANHooks(GANHooks):
     def distillation_loss(self) -> DistillationLoss:
         return DistillationLoss([DistillTerm("image", "l1", self.w_image),
                                  DistillTerm("feat", "l2", self.w_feat, student_output="feat_proj")])
+
+    def recipes(self) -> Mapping[str, Recipe]:
+        """``paper`` and the family's candidates (:data:`RECIPES`); ``recommended`` is the one chosen on
+        development seeds."""
+        return RECIPES
 
     def sample_latent(self, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.randn(n, self.latent_dim, 1, 1, generator=self.rng).to(device)

@@ -45,12 +45,13 @@ ROWS = ("teacher", "student alone", "P-KDGAN-II-23")
 
 
 # --- data: all classes, train and test splits, (N, 1, 32, 32) in [-1, 1] -----------------------------------------
-def load_images(dataset: str, train_size: int | None = None, seed: int = 0):
+def load_images(dataset: str, train_size: int | None = None, seed: int = 0, root: str | None = None):
     """``(train_x, train_y, test_x, test_y)`` of every class (``gankd_ganomaly.data.load_labelled``: digits'
-    stratified 70/30 split, or the Fashion-MNIST IDX files), with a seeded train subset of ``train_size``."""
-    if dataset not in ("digits", "fmnist"):
-        raise ValueError(f"dataset must be 'digits' or 'fmnist', got {dataset!r}")
-    data = load_labelled(dataset)
+    stratified 70/30 split, or the MNIST / Fashion-MNIST IDX files under ``root``), with a seeded train
+    subset of ``train_size``."""
+    if dataset not in ("digits", "mnist", "fmnist"):
+        raise ValueError(f"dataset must be 'digits', 'mnist' or 'fmnist', got {dataset!r}")
+    data = load_labelled(dataset, root=root)
     tr_x, tr_y = data.train, data.train_labels
     if train_size is not None and train_size < len(tr_x):
         keep = torch.randperm(len(tr_x), generator=torch.Generator().manual_seed(seed))[:train_size]
