@@ -256,43 +256,51 @@ def _onnxruntime_why_not() -> str | None:
     return None
 
 
+# the hand-written scoring graphs of gankd_ganomaly/deploy (folded / batch-last, then scripted and frozen), and the
+# libraries that could replace them: torch.jit.freeze of the plain layers (its frozen-graph passes fold batch norm
+# into the convolutions) and onnxruntime on the plain ONNX graph
+HAND_WRITTEN = "torchscript"
+LIBRARY_VARIANTS = ("jit_freeze", "onnxruntime")
+
+
 def _scorers(hooks: GanomalyHooks, gan, channels: int, variant: str, threads: int):
     """fn(x) -> scores, for one deployment variant."""
     if variant == "eager":
         return lambda x: hooks.score(gan, x)
-    if variant == "torchscript":
+    if variant in ("torchscript", "jit_freeze"):
         from gankd_ganomaly.deploy.export import to_torchscript
 
-        return to_torchscript(gan, channels)
+        return to_torchscript(gan, channels, optimize=variant == "torchscript")
     if variant == "onnxruntime":
         import tempfile
 
-        import onnxruntime as ort
-
+        from gankd_ganomaly.deploy import OnnxScorer
         from gankd_ganomaly.deploy.export import export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = export_onnx(gan, channels, Path(tmp) / "model.onnx")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {"images": x.numpy()})[0]
+            scorer = OnnxScorer(export_onnx(gan, channels, Path(tmp) / "model.onnx"), threads=threads)
+        return lambda x: scorer(x, batch_size=len(x))  # one session run per call, as the other variants
     raise ValueError(variant)
 
 
 def scoring(cfg: Config) -> tuple[dict, str]:
     doc = _doc("scoring", "Anomaly scoring (mean over the latent of (z1-z2)^2), eval mode, under inference_mode, "
                "teacher 64-128-256 vs the dataset's student at the same channel count. 'eager' = "
-               "GanomalyHooks.score on the nn.Modules; 'torchscript' = the exported deployment model "
-               "(gankd_ganomaly.deploy.export.to_torchscript: batch norm folded, matrix-product head, fast transposed "
+               "GanomalyHooks.score on the nn.Modules; 'torchscript' = the exported deployment model, the "
+               "hand-written graphs of gankd_ganomaly/deploy "
+               "(to_torchscript(optimize=True): batch norm folded, matrix-product head, fast transposed "
                "convs, phase-domain last layer; layout from default_layout: channels_last for widths >= 8, "
-               "batch_last for widths <= 8, else standard; the row's 'layouts'); 'onnxruntime' = export_onnx "
-               "(the plain graph) run by onnxruntime (when installed) with intra_op_num_threads = threads. "
-               "speedup = teacher time / student time (paired per round); flops_ratio from "
-               "gankd_ganomaly.evaluation.flops.compression_report.", cfg, results=[])
+               "batch_last for widths <= 8, else standard; the row's 'layouts'), scripted and frozen; "
+               "'jit_freeze' = the generator's own layers scripted and frozen (to_torchscript(optimize=False): "
+               "torch.jit.freeze's passes fold batch norm); 'onnxruntime' = export_onnx (the plain graph) run by "
+               "onnxruntime (OnnxScorer, when installed) with intra_op_num_threads = threads. Every variant and "
+               "both models of one (threads, dataset, batch) are measured alternately in one process. "
+               "speedup = teacher time / student time (paired per round); vs_hand_written = the variant's time / "
+               "the torchscript variant's time (paired per round; <= 1.10: within 10% of the hand-written "
+               "graphs); flops_ratio from gankd_ganomaly.evaluation.flops.compression_report.", cfg, results=[])
     rows = []
     why_not_ort = _onnxruntime_why_not()
-    variants = ["eager", "torchscript"] + (["onnxruntime"] if why_not_ort is None else [])
+    variants = ["eager", "torchscript", "jit_freeze"] + (["onnxruntime"] if why_not_ort is None else [])
     doc["variants"] = variants
     doc["onnxruntime"] = "measured" if why_not_ort is None else f"not measured: {why_not_ort}"
     for threads in cfg.threads:
@@ -300,18 +308,20 @@ def scoring(cfg: Config) -> tuple[dict, str]:
         for ds in cfg.score_datasets:
             report, hooks, gans = _scoring_models(ds)
             channels = report["in_channels"]
-            for variant in variants:
-                fns = {who: _scorers(hooks, gan, channels, variant, threads) for who, gan in gans.items()}
-                for batch in cfg.score_batches:
-                    x = random_images(batch, channels, seed=7)
+            fns = {(variant, who): _scorers(hooks, gan, channels, variant, threads)
+                   for variant in variants for who, gan in gans.items()}
+            for batch in cfg.score_batches:
+                x = random_images(batch, channels, seed=7)
 
-                    def runner(f):
-                        def run(n: int) -> None:
-                            with torch.inference_mode():
-                                for _ in range(n):
-                                    f(x)
-                        return run
-                    m = alternate({k: runner(f) for k, f in fns.items()}, cfg.budget)
+                def runner(f):
+                    def run(n: int) -> None:
+                        with torch.inference_mode():
+                            for _ in range(n):
+                                f(x)
+                    return run
+                measured = alternate({f"{v}:{w}": runner(f) for (v, w), f in fns.items()}, cfg.budget)
+                for variant in variants:
+                    m = {who: measured[f"{variant}:{who}"] for who in gans}
                     speed = paired_ratio(m["teacher"], m["student"])
                     row = {"threads": threads, "dataset": ds, "channels": channels, "variant": variant,
                            "batch": batch, "teacher": m["teacher"], "student": m["student"],
@@ -323,16 +333,23 @@ def scoring(cfg: Config) -> tuple[dict, str]:
                            "student_widths": report["student_widths"]}
                     if variant == "torchscript":
                         row["layouts"] = {who: default_layout(gan.generator) for who, gan in gans.items()}
+                    if variant in LIBRARY_VARIANTS:
+                        row["vs_hand_written"] = {who: paired_ratio(m[who], measured[f"{HAND_WRITTEN}:{who}"])
+                                                  for who in gans}
                     doc["results"].append(row)
+                    versus = " ".join(f"{who[0]} {row['vs_hand_written'][who]['median']:.2f}" for who in gans) \
+                        if "vs_hand_written" in row else "-"
                     rows.append([threads, ds, variant, batch, m["teacher"]["median"] * MS,
                                  m["student"]["median"] * MS, row["student_images_per_s"],
-                                 _ratio_text(speed), f"{report['flops_ratio']:.1f}x"])
+                                 _ratio_text(speed), f"{report['flops_ratio']:.1f}x", versus])
                     cfg.log(f"  scoring {ds} t={threads} {variant} b={batch}: teacher "
                             f"{m['teacher']['median'] * MS:.2f} ms, student {m['student']['median'] * MS:.3f} ms, "
-                            f"speedup {speed['median']:.1f}x (FLOP ratio {report['flops_ratio']:.1f}x)")
+                            f"speedup {speed['median']:.1f}x (FLOP ratio {report['flops_ratio']:.1f}x)"
+                            + (f", time / hand-written: {versus}" if versus != "-" else ""))
     _finish(doc)
     text = table(["thr", "dataset", "variant", "batch", "teacher ms", "student ms", "student img/s",
-                  "speedup [95% CI]", "FLOP ratio"], rows, title="Scoring latency/throughput, student vs teacher")
+                  "speedup [95% CI]", "FLOP ratio", "time / hand-written (t, s)"], rows,
+                 title="Scoring latency/throughput, student vs teacher")
     return doc, text
 
 

@@ -5,19 +5,21 @@ import random
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .callbacks import Callback
 from .checkpoint import CheckpointError, load_weights
 from .distill import DistillationLoss
 from .hooks import GAN, GANHooks, Losses
 from .schedule import Schedule, Stage, build_lr_scheduler
 from .width_rule import apply_init, build_optimizer, describe_groups, initialise
 from .structure import Structure
+
+if TYPE_CHECKING:  # annotations only: callbacks build on the engine, the engine only calls them
+    from .callbacks import Callback
 
 
 class NonFiniteLossError(FloatingPointError):

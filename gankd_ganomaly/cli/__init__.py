@@ -24,8 +24,8 @@ from gankd.boundary import ArgumentParser
 from ..deploy.export import LAYOUTS
 from ..evaluation.flops import paper_student_datasets
 from .errors import run_command
-from .options import (PROG, CLIError, _add_exec_options, _add_run_options, _add_scoring_options,  # noqa: F401
-                      _positive_int, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
+from .options import (PROG, ArgumentParser, CLIError, _add_exec_options, _add_run_options,  # noqa: F401
+                      _add_scoring_options, _positive_int, add_debug_option, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
 from .scoring import cmd_evaluate, cmd_score
 from .tools import cmd_demo, cmd_export, cmd_flops
 from .training import cmd_distill, cmd_teacher
@@ -120,18 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_demo)
 
-    from ..study.cli import add_subcommands  # reproduce, report, prepare-cifar10
+    from .study import add_subcommands  # reproduce, report, prepare-cifar10
 
     add_subcommands(sub)
     add_debug_option(sub)
     return parser
-
-
-def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
-    """``--debug`` after the command too (``gankd-ganomaly teacher ... --debug``)."""
-    for sub in subparsers.choices.values():
-        sub.add_argument("--debug", "--traceback", dest="traceback", action="store_true", default=argparse.SUPPRESS,
-                         help="show the Python traceback on errors (as GANKD_DEBUG=1)")
 
 
 

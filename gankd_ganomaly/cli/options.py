@@ -15,6 +15,20 @@ class CLIError(Exception):
     """A problem with the command line itself (conflicting options, an occupied output folder)."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the full usage is one ``--help`` away); exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
+    """``--debug`` after the command too (``gankd-ganomaly teacher ... --debug``)."""
+    for sub in subparsers.choices.values():
+        sub.add_argument("--debug", "--traceback", dest="traceback", action="store_true", default=argparse.SUPPRESS,
+                         help="show the Python traceback on errors (as GANKD_DEBUG=1)")
+
+
 def _fmt_count(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 

@@ -1,4 +1,4 @@
-"""Command-line glue for the reproduction: ``reproduce`` (the sweep), ``report`` and ``prepare-cifar10``.
+"""The reproduction commands: ``reproduce`` (the sweep), ``report`` and ``prepare-cifar10`` (:mod:`gankd_ganomaly.study`).
 
 ``add_subcommands(subparsers)`` adds them to any argparse sub-parser set (``gankd-ganomaly``'s); until then
 ``python -m gankd_ganomaly.reproduce_cli reproduce ...`` runs them on their own.
@@ -15,7 +15,7 @@ DEFAULT_METHODS = "teacher,student-alone,P-KDGAN-II-23,ocsvm,kde"
 
 
 def _usage_error(message: str) -> Exception:
-    from ..cli import CLIError
+    from .options import CLIError
 
     return CLIError(message)
 
@@ -31,7 +31,7 @@ def _command_line() -> str:
 
 def _methods(text: str) -> list[str]:
     from ..evaluation.baselines import BASELINES
-    from .sweep import PAPER_METHODS, SWEEP_METHODS
+    from ..study.sweep import PAPER_METHODS, SWEEP_METHODS
 
     groups = {"paper": list(PAPER_METHODS), "baselines": list(BASELINES), "all": [*PAPER_METHODS, *BASELINES]}
     out: list[str] = []
@@ -49,7 +49,7 @@ def _methods(text: str) -> list[str]:
 
 
 def _classes(text: str):
-    from .sweep import FIGURE2_CLASSES, parse_list
+    from ..study.sweep import FIGURE2_CLASSES, parse_list
 
     if text.strip() == "figure2":
         return dict(FIGURE2_CLASSES)
@@ -63,7 +63,7 @@ def required_grid() -> list[dict]:
     """The issue's required grid, as the arguments of two sweeps: all classes x {teacher, student-alone,
     P-KDGAN-II-23, OC-SVM, KDE} x seed 0, then each dataset's Figure-2 class x the 8 paper methods x seeds 0-2."""
     from ..evaluation.baselines import BASELINES
-    from .sweep import FIGURE2_CLASSES, PAPER_METHODS
+    from ..study.sweep import FIGURE2_CLASSES, PAPER_METHODS
 
     datasets = ["mnist", "fmnist", "cifar10"]
     return [
@@ -76,7 +76,7 @@ def required_grid() -> list[dict]:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiment import check_device
-    from .sweep import parse_list, run_sweep
+    from ..study.sweep import parse_list, run_sweep
 
     check_device(args.device)  # before any run starts
     if args.threads:
@@ -106,7 +106,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..study.report import write_report
 
     result = write_report(args.records, args.out, None if args.no_plots else args.plots_dir, command=_command_line(),
                           controlled=args.controlled, beyond=args.beyond, default=args.default)
@@ -140,7 +140,7 @@ def cmd_prepare_cifar10(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``reproduce``, ``report`` and ``prepare-cifar10`` to an argparse sub-parser set."""
-    from .budgets import BUDGETS
+    from ..study.budgets import BUDGETS
 
     p = subparsers.add_parser(
         "reproduce", help="resumable sweep dataset x class x method x seed; one JSON record per finished run",
@@ -165,7 +165,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cifar-jpeg", action="store_true",
                    help="mark CIFAR-10 records lossy even if the root has no LOSSY_JPEG_COPY marker")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    from ..cli import _positive_int
+    from .options import _positive_int
 
     p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (1 on a shared machine)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
@@ -207,7 +207,7 @@ PROG = "python -m gankd_ganomaly.reproduce_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import ArgumentParser, add_debug_option
+    from .options import ArgumentParser, add_debug_option
 
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point, inside the same error boundary as ``gankd-ganomaly`` (:func:`gankd_ganomaly.cli.run_command`)."""
-    from ..cli import run_command
+    from .errors import run_command
 
     return run_command(build_parser().parse_args(argv), prog=PROG)
 
