@@ -51,7 +51,8 @@ def main() -> None:
         for stage in ("student-alone", "KDGAN-2"):
             source = BatchSource(build_models(ds).student.generator.in_channels, 32)
             contenders = {"plain": runner(build_models(ds), stage, source, None),
-                          "rule": runner(build_models(ds), stage, source, {"name": "mup"})}
+                          "rule": runner(build_models(ds), stage, source,
+                                         {"name": "mup", "reference": [64, 128, 256]})}
             m = alternate(contenders, budget)
             ratio = paired_ratio(m["rule"], m["plain"])
             doc["results"].append({"dataset": ds, "stage": stage, "measurements": m, "ratio_rule_over_plain": ratio,

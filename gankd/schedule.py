@@ -313,20 +313,24 @@ class Recipe:
 
     Families offer their recipes through :meth:`gankd.GANHooks.recipes`; every family has ``paper``
     (P-KDGAN-II-23 with the family's own K). ``version`` goes up whenever what the recipe builds changes, and
-    run records carry it, so records of two versions of one name are never mixed.
+    run records carry it, so records of two versions of one name are never mixed. ``preset``: the schedule preset
+    (:data:`SCHEDULES`) this recipe is, when it is one (``paper`` is ``P-KDGAN-II-23``): the one place that maps
+    the two names, both ways.
     """
 
     name: str
     build: Callable[[int, OptimizerConfig], Schedule]
     description: str = ""
     version: int = 1
+    preset: str | None = None
 
     def schedule(self, epochs: int, optimizer: OptimizerConfig | None = None) -> Schedule:
         return self.build(epochs, optimizer or OptimizerConfig())
 
 
 PAPER_RECIPE = Recipe("paper", lambda e, o: get_schedule("P-KDGAN-II-23", e, o),
-                      "P-KDGAN-II-23 (KDGAN-2 then KDGAN-3, M epochs each) with the family's distillation loss")
+                      "P-KDGAN-II-23 (KDGAN-2 then KDGAN-3, M epochs each) with the family's distillation loss",
+                      preset="P-KDGAN-II-23")
 
 
 STUDENT_NETWORKS = ("student.generator", "student.discriminator")

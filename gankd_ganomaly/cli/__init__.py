@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "model's widths")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="the main job: teacher, student alone, the paper (P-KDGAN-II-23) and "
-                                    "the recommended students on the embedded digits data; prints AUROC and compression")
+    p = sub.add_parser("demo", help="the main job: teacher, student alone, the tuned student alone, the paper "
+                                    "(P-KDGAN-II-23) and the recommended students on the embedded digits data; prints "
+                                    "AUROC and compression")
     p.add_argument("--normal-class", type=int, default=None, help="digit used as the normal class (default: 3)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="teacher epochs (default: 15)")
     p.add_argument("--student-epochs", type=int, default=None, help="epochs per stage for students (default: 15)")

@@ -69,7 +69,9 @@ CONFIG_FLAGS = ("dataset", "normal_class", "method", "epochs", "batch_size", "lr
 
 def recipe_method(recipe: str) -> str:
     """The run method of a recipe: ``paper`` is the P-KDGAN-II-23 preset, other recipes are methods."""
-    return "P-KDGAN-II-23" if recipe == "paper" else recipe
+    from ..hooks import RECIPES
+
+    return RECIPES[recipe].preset or recipe
 
 
 def config_data(args: argparse.Namespace, base: dict | None = None, forced: dict | None = None) -> dict:

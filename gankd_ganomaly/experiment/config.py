@@ -24,8 +24,9 @@ from ..networks import IMAGE_SIZE, IMAGE_SIZES, TEACHER_WIDTHS
 
 SCHEDULE_METHODS = ("teacher", "student-alone", "KDGAN-1", "KDGAN-2", "KDGAN-3", "KDGAN-4",
                     "P-KDGAN-I", "P-KDGAN-II-23", "P-KDGAN-II-24")
-# recipes of GanomalyHooks that are not a schedule preset: a method name too ("paper" is P-KDGAN-II-23)
-RECIPE_METHODS = tuple(name for name in RECIPES if name != "paper")
+# recipes of GanomalyHooks that are not a schedule preset: a method name too ("paper" is its preset P-KDGAN-II-23)
+RECIPE_METHODS = tuple(name for name, r in RECIPES.items() if r.preset is None)
+PRESET_RECIPES = {r.preset: name for name, r in RECIPES.items() if r.preset is not None}
 METHODS = SCHEDULE_METHODS + RECIPE_METHODS
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
 # share of train images held out to calibrate the threshold when calibration_share is None: folder datasets set
@@ -174,7 +175,7 @@ class RunConfig:
         single paper structure)."""
         if self.method in RECIPE_METHODS:
             return self.method
-        return "paper" if self.method == "P-KDGAN-II-23" else None
+        return PRESET_RECIPES.get(self.method)
 
     def schedule(self) -> gankd.Schedule:
         """The :class:`gankd.Schedule` of ``method`` (a preset or a recipe), with ``epochs`` per stage."""

@@ -19,9 +19,9 @@ from .statistics import (BEYOND_RECIPES, beyond_paper_statistics, _class_mean_dr
 # What each recipe of the section beyond the paper is, and what its control holds fixed (no teacher).
 _BEYOND_TEXT: dict[str, tuple[str, str, str]] = {
     "recommended": (
-        "## Beyond the paper: the `recommended` recipe",
-        "The library's `recommended` recipe is KDGAN-2 for M epochs with K = 30 * l1(x_hat) "
-        "(`gankd_ganomaly.hooks.RECIPES`). It was chosen on development runs that are not in this table "
+        "## Beyond the paper: the `recommended` recipe, version 1",
+        "These records ran `recommended` version 1: KDGAN-2 for M epochs with K = 30 * l1(x_hat), at the "
+        "stage's learning rate (version 2, the default recipe section below, adds the width rule). It was chosen on development runs that are not in this table "
         "(Figure-2 classes at seeds 100-101, `docs/distillation.md`). The teacher, the student alone, the "
         "reconstruction control (the student alone with w_con = 40: the extra reconstruction weight the recipe "
         "adds, without a teacher) and `recommended` come from one sweep of their own, all students distilling "
