@@ -41,8 +41,6 @@ RECIPES: dict[str, Recipe] = {
     "paper": PAPER_RECIPE,
     "joint": Recipe("joint", _one_stage(Structure(mu=1, nu=1, lam=1, name="KDGAN-2")),
                     "KDGAN-2 for 2M epochs: the student's own GAN losses + K from the frozen teacher"),
-    "joint-k10": Recipe("joint-k10", _one_stage(Structure(mu=1, nu=1, lam=10, name="KDGAN-2-lam10")),
-                        "KDGAN-2 for 2M epochs with K weighted 10 (lambda = 10)"),
     "k-only": Recipe("k-only", _one_stage(Structure(lam=1, name="KDGAN-1")),
                      "KDGAN-1 for 2M epochs: the student generator regresses the teacher's outputs, no discriminator"),
 }

@@ -96,6 +96,13 @@ def classify(model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return torch.cat([o[0] for o in outs]).softmax(1), torch.cat([o[1] for o in outs]).double()
 
 
+def feature_scale(real_features: torch.Tensor) -> float:
+    """One constant per judge: the root-mean-square of the real features. Every feature set is divided by it
+    before FD/KID/precision-recall, so the KID polynomial kernel (x.y/d + 1)^3 sees O(1) inner products, as
+    with Inception features (the classifier's ReLU features are tens of units large)."""
+    return float(real_features.pow(2).mean().sqrt())
+
+
 def median_bandwidth(x: torch.Tensor) -> float:
     """The median heuristic: the median pairwise Euclidean distance within ``x``."""
     d = torch.cdist(x, x)

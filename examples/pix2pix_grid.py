@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from dcgan_quality import Classifier, classify, load_images, train_classifier  # noqa: E402
+from dcgan_quality import Classifier, classify, feature_scale, load_images, train_classifier  # noqa: E402
 from pix2pix_family import DeployedUNet, l1_psnr, load_pairs, translate  # noqa: E402
 from gankd import atomic_write_text  # noqa: E402
 from gankd.generation_metrics import generation_metrics  # noqa: E402
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     edges, target = pairs[:, :1], pairs[:, 1:]
     clf = fmnist_judge(args.out / "teachers")
     real_features = classify(clf, target)[1]
+    scale = feature_scale(real_features)  # one constant, as dcgan_grid.py: O(1) inner products for KID
+    real_features = real_features / scale
     for seed in args.seeds:
         for method, config in CONFIGS.items():
             record_path = records / f"fmnist-s{seed}-{method}.json"
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
             samples = ((images[:SAMPLE_COLUMNS, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             record = {"family": "pix2pix", "dataset": "fmnist", "task": "Sobel edges -> image, 32x32", "seed": seed,
                       "method": method, "recipe": run["recipe"] or run["schedule"]["name"], **l1_psnr(images, target),
-                      **generation_metrics(classify(clf, images)[1], real_features, kid_subsets=args.kid_subsets),
+                      **generation_metrics(classify(clf, images)[1] / scale, real_features, kid_subsets=args.kid_subsets),
+                      "feature_scale": scale,
                       **count_module(DeployedUNet(gan.generator), torch.zeros(1, 1, 32, 32)), "width": header["width"],
                       "test_pairs": len(pairs), "schedule": run["schedule"], "train_seconds": round(run["wall_s"], 1),
                       "config": f"examples/pix2pix/{config}", "overrides": extra, "samples_uint8": samples.tolist(),
@@ -110,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         real = load_pairs("fmnist", "train", args.test_size, seed=1)[:, 1:]
         atomic_write_text(real_path, json.dumps({"family": "pix2pix", "dataset": "fmnist", "seed": None,
                                                  "method": "real-train", "recipe": None,
-                                                 **generation_metrics(classify(clf, real)[1], real_features,
-                                                                      kid_subsets=args.kid_subsets)}, indent=1) + "\n")
+                                                 **generation_metrics(classify(clf, real)[1] / scale, real_features,
+                                                                      kid_subsets=args.kid_subsets),
+                                                 "feature_scale": scale}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
