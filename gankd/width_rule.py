@@ -79,8 +79,8 @@ def register_lr_rule(name: str, *, needs_reference: bool = True, args: tuple[str
 def parameter_fans(network: nn.Module) -> dict[str, Fans | None]:
     """Fan-in and fan-out of each parameter (None for vectors and scalars: biases, norm gains).
 
-    Transposed convolutions store (in, out, *kernel): their fan-in is dim 0. Other tensors of >= 2 dims follow
-    torch's (out, in, *kernel) convention (Linear, Conv)."""
+    Transposed convolutions store ``(in, out, *kernel)``: their fan-in is dim 0. Other tensors of >= 2 dims follow
+    torch's ``(out, in, *kernel)`` convention (Linear, Conv)."""
     fans: dict[str, Fans | None] = {}
     for module_name, module in network.named_modules():
         for pname, p in module.named_parameters(recurse=False):
