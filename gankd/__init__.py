@@ -4,7 +4,7 @@ The engine knows nothing of any GAN family: a family subclasses :class:`GANHooks
 picks a :class:`Structure` (the paper's loss-set flags) or a :class:`Schedule` of them,
 and :class:`DistillationEngine` trains.
 """
-from .batches import ShuffledBatches, iterate_batches
+from .batches import ShardedBatches, ShuffledBatches, iterate_batches
 from .callbacks import (Callback, CheckpointCallback, CSVLogger, EvaluationCallback, JSONHistory, ProgressLogger,
                         TensorBoardLogger, TqdmProgress, auto_progress)
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
@@ -22,7 +22,7 @@ from .width_rule import LR_RULES, register_lr_rule
 __version__ = "0.2.0"
 
 __all__ = [
-    "ShuffledBatches", "iterate_batches", "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
+    "ShardedBatches", "ShuffledBatches", "iterate_batches", "CheckpointError", "load_checkpoint", "load_weights", "save_checkpoint",
     "Callback", "CheckpointCallback", "CSVLogger", "EvaluationCallback", "JSONHistory", "ProgressLogger",
     "TensorBoardLogger", "TqdmProgress", "auto_progress",
     "ADAPTORS", "DERIVED_OUTPUTS", "DISTILL_LOSSES", "DistillationLoss", "DistillTerm", "register_adaptor",

@@ -6,7 +6,7 @@ A plain ``torch.utils.data.DataLoader`` works too; :class:`ShuffledBatches` adds
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
 
@@ -88,3 +88,39 @@ class ShuffledBatches:
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+
+
+def shard(batch: Any, rank: int, world_size: int) -> Any:
+    """This process's contiguous part of a global batch: tensors split along dim 0
+    (``tensor_split(world_size)[rank]``), tuples, lists and mappings element by element, anything else as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.tensor_split(world_size)[rank]
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(shard(b, rank, world_size) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: shard(v, rank, world_size) for k, v in batch.items()}
+    return batch
+
+
+class ShardedBatches:
+    """Any re-iterable of global batches, each cut to this process's shard (:func:`shard`): how ``gankd train``
+    feeds a family's own data factory under ``torchrun``. ``state_dict``/``load_state_dict`` pass through, so a
+    resumable factory stays resumable; every process must draw the same global batches (same seed)."""
+
+    def __init__(self, batches: Iterable[Any], rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __iter__(self) -> Iterator[Any]:
+        return (shard(b, self.rank, self.world_size) for b in self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict() if hasattr(self.batches, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if hasattr(self.batches, "load_state_dict"):
+            self.batches.load_state_dict(state)

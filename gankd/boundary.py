@@ -140,6 +140,17 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
             signal.signal(signum, handler)
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1, or a usage error naming the text."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text!r}")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a usage error as one line (the full usage is one ``--help`` away); exit status 2."""
 

@@ -1,6 +1,7 @@
 """``gankd``: train any family from a config file, and list the families and recipes installed.
 
-    gankd train --config FILE --out DIR [--set KEY=VALUE ...] [--resume | --overwrite]
+    gankd train --config FILE --out DIR [--set KEY=VALUE ...] [--resume | --overwrite] [--threads N]
+    torchrun --nproc_per_node N -m gankd train ...   (one run over N processes; docs/config.md)
     gankd families
     gankd recipes --family NAME
 
@@ -14,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .boundary import ArgumentParser, run_command
+from .boundary import ArgumentParser, positive_int, run_command
 from .run import RunConfigError
 
 
@@ -22,7 +23,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .run import apply_overrides, read_config, train
 
     config = apply_overrides(read_config(args.config), args.set)
-    record = train(config, args.out, resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet)
+    record = train(config, args.out, resume=args.resume, overwrite=args.overwrite, verbose=not args.quiet,
+                   threads=args.threads)
+    if record.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 reports for the whole run
     metrics = " ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items())
     print(f"trained the {record['role']} ({record['schedule']['name']}) in {record['wall_s']:.1f}s"
           f"{'; ' + metrics if metrics else ''}; model file {os.path.join(args.out, 'model.pt')}")
@@ -68,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--resume", action="store_true", help="continue DIR/checkpoint.pt (refused if the config differs)")
     mode.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    t.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch threads per process (default: torch's own; 1 on a busy machine). Recorded: a resume "
+                   "with another count is warned about, as it is no longer bit-identical")
     t.set_defaults(func=cmd_train)
     f = sub.add_parser("families", help="list the families installed through the gankd.families entry points")
     f.set_defaults(func=cmd_families)

@@ -11,15 +11,25 @@ A run config (YAML or JSON) says everything a run needs; every key is documented
     # recipe: paper                        # instead of schedule: a recipe of the family
     epochs: 10                             # per stage, for a preset or a recipe
     optimizer: {lr: 0.001}                 # default optimizer settings of a preset or a recipe
-    evaluate: {factory: mypkg.points:metrics, args: {}}     # optional: factory(hooks, teacher, student, **args)
-    seed: 0                                #   returns metric_fn(engine) -> {name: float}, run every epoch
+    evaluate: {factory: mypkg.points:metrics, args: {}, every: 1}  # optional: factory(hooks, teacher, student,
+    seed: 0                                #   **args) returns metric_fn(engine) -> {name: float}, run every
+                                           #   `every` epochs and at the end of each stage
     device: cpu
     mixed_precision: null                  # or bf16 (CPU, CUDA), fp16 (CUDA): autocast forwards and losses
 
+Every path in a config file (``teacher.checkpoint``, ``student.checkpoint``, ``schedule.file``) is relative to
+the config file; a path given with ``--set`` is relative to the working directory, as any command-line path.
+
 The folder gets ``config.yaml`` (the resolved config), ``checkpoint.pt`` (every epoch, atomically),
-``history.json``, ``record.json`` and ``model.pt`` (:mod:`gankd.modelfile`). ``resume=True`` continues from
-the checkpoint and refuses one written with a different config; a kill at any point loses at most the epoch
-in progress, and the resumed run ends bit-identical to an uninterrupted one.
+``history.json``, ``record.json`` and ``model.pt`` (:mod:`gankd.modelfile`), plus ``teacher.pt`` when the run
+trains a teacher and a student (a model file a later run accepts as ``teacher: {checkpoint: ...}``).
+``resume=True`` continues from the checkpoint and refuses one written with a different config or process count;
+a kill at any point loses at most the epoch in progress, and the resumed run ends bit-identical to an
+uninterrupted one (with the same thread count: a different one is warned about).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised from the environment (gloo on CPU, NCCL
+on CUDA, each process on ``cuda:LOCAL_RANK``), each batch of the data factory is the *global* batch and every
+process trains on its contiguous shard of it, and only rank 0 takes the folder lock and writes files.
 """
 from __future__ import annotations
 
@@ -27,25 +37,29 @@ import copy
 import importlib
 import inspect
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
+import torch.distributed as dist
 
+from .batches import ShardedBatches
 from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, auto_progress
 from .checkpoint import CheckpointError
 from .engine import DistillationEngine
 from .hooks import GAN, GANHooks
 from .modelfile import load_model, read_model, resolve_family, save_model
 from .resources import MemoryEstimate, check_device, check_memory, check_precision, probe_network
-from .runfolder import CHECKPOINT, RunFolder
+from .runfolder import CHECKPOINT, RunFolder, RunFolderError, key_differences
 from .schedule import OptimizerConfig, Schedule, get_schedule
 from .utils import atomic_write_text, seed_everything
 
 KEYS = ("family", "family_args", "data", "teacher", "student", "schedule", "recipe", "epochs", "optimizer",
-        "evaluate", "seed", "device", "mixed_precision")
-RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "record.json", "model.pt")
+        "evaluate", "seed", "device", "mixed_precision", "world_size")
+RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "record.json", "model.pt", "teacher.pt")
 
 
 class RunConfigError(ValueError):
@@ -67,14 +81,23 @@ def read_config(path: str | Path) -> dict:
         raise RunConfigError(f"config file {str(path)!r} cannot be parsed: {err}") from None
     if not isinstance(data, dict):
         raise RunConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+    def relative_to_config(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # validate() names the bad value
+        file = Path(value).expanduser()
+        return str(file if file.is_absolute() else path.parent / file)
+
     if isinstance(data.get("schedule"), Mapping) and "file" in data["schedule"]:
-        schedule_file = Path(data["schedule"]["file"])  # relative to the config file
-        data["schedule"] = {"file": str(schedule_file if schedule_file.is_absolute() else path.parent / schedule_file)}
+        data["schedule"] = {**data["schedule"], "file": relative_to_config(data["schedule"]["file"])}
+    for role in ("teacher", "student"):
+        if isinstance(data.get(role), Mapping) and "checkpoint" in data[role]:
+            data[role] = {**data[role], "checkpoint": relative_to_config(data[role]["checkpoint"])}
     return data
 
 
 def apply_overrides(config: Mapping[str, Any], assignments: Sequence[str]) -> dict:
-    """``KEY=VALUE`` overrides, values parsed as YAML; dots reach into mappings (``student.width=8``)."""
+    """``KEY=VALUE`` overrides, values parsed as YAML; dots reach into mappings (``student.width=8``) and, by
+    index, into lists (``schedule.stages.1.epochs=3``)."""
     import yaml
 
     result = copy.deepcopy(dict(config))
@@ -89,21 +112,32 @@ def apply_overrides(config: Mapping[str, Any], assignments: Sequence[str]) -> di
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        target = result
-        for part in path[:-1]:
-            if not isinstance(target.get(part), dict):
+        target: Any = result
+        for depth, part in enumerate(path):
+            if isinstance(target, list):
+                part = _list_index(target, part, ".".join(path[:depth]), item)
+            elif depth < len(path) - 1 and not isinstance(target.get(part), (dict, list)):
                 target[part] = {}
-            target = target[part]
-        target[path[-1]] = value
+            if depth == len(path) - 1:
+                target[part] = value
+            else:
+                target = target[part]
     return result
 
 
-def _callable(spec: Any, key: str) -> tuple[Callable[..., Any], dict]:
+def _list_index(items: list, part: str, where: str, item: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise RunConfigError(f"override {item!r}: {where} is a list of {len(items)} item(s); address one by its "
+                             f"index 0..{len(items) - 1}, got {part!r}")
+    return int(part)
+
+
+def _callable(spec: Any, key: str, extra_keys: Sequence[str] = ()) -> tuple[Callable[..., Any], dict]:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("factory"), str) or ":" not in spec["factory"]:
         raise RunConfigError(f"{key} must be {{factory: 'package.module:function', args: {{...}}}}, got {spec!r}")
-    unknown = sorted(set(spec) - {"factory", "args"})
+    unknown = sorted(set(spec) - {"factory", "args", *extra_keys})
     if unknown:
-        raise RunConfigError(f"{key}: unknown keys {unknown}; expected factory, args")
+        raise RunConfigError(f"{key}: unknown keys {unknown}; expected {', '.join(['factory', 'args', *extra_keys])}")
     module_name, _, attr = spec["factory"].partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
@@ -121,7 +155,7 @@ def validate(config: Mapping[str, Any]) -> dict:
     if unknown:
         raise RunConfigError(f"unknown config keys {unknown}; valid keys: {', '.join(KEYS)}")
     c = {"family_args": {}, "teacher": None, "student": None, "schedule": None, "recipe": None, "epochs": None,
-         "optimizer": {}, "evaluate": None, "seed": 0, "device": "cpu", "mixed_precision": None,
+         "optimizer": {}, "evaluate": None, "seed": 0, "device": "cpu", "mixed_precision": None, "world_size": None,
          **copy.deepcopy(dict(config))}
     for key in ("family", "data"):
         if c.get(key) is None:
@@ -150,6 +184,14 @@ def validate(config: Mapping[str, Any]) -> dict:
         raise RunConfigError(f"seed must be an integer, got {c['seed']!r}")
     if not isinstance(c["optimizer"], Mapping):
         raise RunConfigError(f"optimizer must be a mapping of OptimizerConfig fields, got {c['optimizer']!r}")
+    if c["world_size"] is not None and (isinstance(c["world_size"], bool) or not isinstance(c["world_size"], int)
+                                        or c["world_size"] < 1):
+        raise RunConfigError(f"world_size must be an integer >= 1 (the process count a run config.yaml records), "
+                             f"got {c['world_size']!r}")
+    if isinstance(c["evaluate"], Mapping) and "every" in c["evaluate"]:
+        every = c["evaluate"]["every"]
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise RunConfigError(f"evaluate.every must be an integer >= 1 (epochs between evaluations), got {every!r}")
     return c
 
 
@@ -308,7 +350,7 @@ def build_evaluate(c: Mapping[str, Any], hooks: GANHooks, teacher: GAN | None, s
     """The per-epoch metric function of the ``evaluate`` factory, or None."""
     if c["evaluate"] is None:
         return None
-    eval_fn, eval_args = _callable(c["evaluate"], "evaluate")
+    eval_fn, eval_args = _callable(c["evaluate"], "evaluate", extra_keys=("every",))
     check_factory_args(eval_fn, eval_args, "evaluate", "hooks", "teacher", "student")
     try:
         return eval_fn(hooks, teacher, student, **eval_args)
@@ -330,37 +372,103 @@ def _build(hooks: GANHooks, spec: Mapping[str, Any] | None, seed: int, role: str
         return hooks.build_gan(spec["width"])
 
 
-def prepare(config: Mapping[str, Any]) -> dict:
+def init_distributed(device: Any) -> tuple[int, int, Any]:
+    """``(rank, world_size, this process's device)``. Under ``torchrun`` (``WORLD_SIZE`` > 1) the default process
+    group is initialised from the environment if the caller has not: NCCL for a CUDA device, gloo otherwise; a CUDA
+    device becomes ``cuda:LOCAL_RANK``. A single process gets ``(0, 1, device)`` and no process group."""
+    if dist.is_available() and dist.is_initialized():
+        world, rank = dist.get_world_size(), dist.get_rank()
+    else:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world <= 1:
+        return 0, 1, device
+    cuda = isinstance(device, str) and device.startswith("cuda")
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        if not dist.is_available():
+            raise RunConfigError(f"WORLD_SIZE={world} asks for {world} processes, but this torch build has no "
+                                 "torch.distributed: run one process")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, device
+
+
+def prepare(config: Mapping[str, Any], *, rank: int = 0, world_size: int = 1) -> dict:
     """Everything a run needs, built and checked before its folder is touched: the config's keys and values, the
     device and precision, the family, the schedule (optimizer settings), the data (factory arguments), the
-    teacher's file, the networks against the data and the memory they need, then the networks themselves."""
+    teacher's file, the networks against the data and the memory they need, then the networks themselves.
+    With ``world_size`` > 1 the batches are this ``rank``'s shards of the factory's global batches."""
     c = validate(config)
+    if c["world_size"] is not None and c["world_size"] != world_size:
+        raise RunConfigError(f"world_size {c['world_size']} in the config, but this launch has {world_size} "
+                             f"process(es): launch with torchrun --nproc_per_node {c['world_size']}, or drop the key")
+    c["world_size"] = world_size
     device = check_runtime(c)
     hooks = build_hooks(c)
     schedule = build_schedule(c, hooks)
     seed_everything(c["seed"])
     batches = build_data(c)
+    if world_size > 1:
+        batches = ShardedBatches(batches, rank, world_size)
     widths = network_widths(c)
     estimate = check_networks(c, hooks, schedule, widths, first_batch(batches), device)
     teacher = _build(hooks, c["teacher"], c["seed"], "teacher")
     student = _build(hooks, c["student"], c["seed"] + 1, "student")
     metric_fn = build_evaluate(c, hooks, teacher, student)
     return {"config": c, "hooks": hooks, "schedule": schedule, "teacher": teacher, "student": student,
-            "batches": batches, "metric_fn": metric_fn, "memory_estimate": estimate}
+            "batches": batches, "metric_fn": metric_fn, "memory_estimate": estimate, "widths": widths}
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None: leave it) and return the count in use. Bit-identical resume needs
+    the same count as the interrupted run: reductions split differently over threads round differently."""
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise RunConfigError(f"threads must be an integer >= 1, got {threads!r}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-          verbose: bool = True) -> dict:
+          verbose: bool = True, threads: int | None = None) -> dict:
     """Run ``config`` in ``out_dir``; returns the run record (also written to ``record.json``).
 
     Nothing is written before every check of :func:`prepare` has passed; with ``overwrite`` the folder's old
-    run stays intact until the new one has written its first checkpoint (:meth:`RunFolder.begin_overwrite`)."""
+    run stays intact until the new one has written its first checkpoint (:meth:`RunFolder.begin_overwrite`).
+    ``threads`` sets torch's thread count (recorded; a resume with another count is warned about). Under
+    ``torchrun`` every process calls this; rank 0 alone holds the folder lock and writes."""
+    n_threads = set_threads(threads)
+    rank, world_size, device = init_distributed(config.get("device", "cpu") if isinstance(config, Mapping) else "cpu")
     folder = RunFolder(out_dir, RUN_FILES)
     folder.check(resume=resume, overwrite=overwrite)
-    run = prepare(config)  # everything is checked before the folder is touched
-    with folder:
-        folder.check(resume=resume, overwrite=overwrite)  # again, under the lock
+    run = prepare(config, rank=rank, world_size=world_size)  # everything is checked before the folder is touched
+    run.update(rank=rank, device=device, threads=n_threads)
+    if world_size == 1:
+        with folder:
+            folder.check(resume=resume, overwrite=overwrite)  # again, under the lock
+            return _train(run, folder, resume, overwrite, verbose)
+    # rank 0 takes the lock and tells the others whether the folder is theirs; all of them then train
+    error = None
+    if rank == 0:
+        try:
+            folder.__enter__()
+            folder.check(resume=resume, overwrite=overwrite)
+        except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks are told
+            folder.__exit__(None, None, None)
+            error = err
+    message = [f"{type(error).__name__}: {error}" if error is not None else None]
+    dist.broadcast_object_list(message, src=0)
+    if error is not None:
+        raise error
+    if message[0] is not None:
+        raise RunFolderError(f"rank 0 refused the run folder ({message[0]})")
+    try:
         return _train(run, folder, resume, overwrite, verbose)
+    finally:
+        if rank == 0:
+            folder.__exit__(*sys.exc_info())
 
 
 class _SwapInAfterFirstCheckpoint(Callback):
@@ -380,38 +488,70 @@ class _SwapInAfterFirstCheckpoint(Callback):
             writer.path = self.folder.path / writer.path.name
 
 
+def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """:func:`key_differences` of two resolved configs, refusing first, with its own message, a checkpoint written
+    by another number of processes (each process's batch shard, and so every step, depends on it)."""
+    saved_world, world = saved.get("world_size") or 1, current.get("world_size") or 1
+    if saved_world != world:
+        raise RunFolderError(f"cannot resume: the checkpoint was written by {saved_world} process(es) and this launch "
+                             f"has {world}; resume with torchrun --nproc_per_node {saved_world} (or "
+                             f"{'plain gankd train' if saved_world == 1 else 'the same nodes x processes'}), "
+                             "or start afresh with --overwrite")
+    return key_differences({k: v for k, v in saved.items() if k != "world_size"},
+                           {k: v for k, v in current.items() if k != "world_size"})
+
+
+def _warn_on_thread_change(ckpt: Mapping[str, Any] | None, threads: int) -> None:
+    saved = ((ckpt or {}).get("metadata") or {}).get("torch_threads")
+    if saved is not None and saved != threads:
+        print(f"gankd: warning: resuming with {threads} torch thread(s) where the interrupted run used {saved}: the "
+              f"run goes on, but will not end bit-identical to an uninterrupted one (pass --threads {saved} for that)",
+              file=sys.stderr, flush=True)
+
+
 def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose: bool) -> dict:
-    c, schedule = run["config"], run["schedule"]
+    c, schedule, main = run["config"], run["schedule"], run["rank"] == 0
     resolved = json.loads(json.dumps({**c, "schedule": schedule.to_dict()}))  # plain data, as files hold it
-    ckpt = folder.checkpoint_to_resume(resolved) if resume else None
-    out = folder.begin_overwrite() if overwrite else folder.path
+    if resolved["world_size"] == 1:
+        del resolved["world_size"]  # a one-process run's config, as before torchrun support
+    ckpt = folder.checkpoint_to_resume(resolved, resume_differences) if resume else None
+    if main:
+        _warn_on_thread_change(ckpt, run["threads"])
+    out = folder.begin_overwrite() if overwrite and main else folder.path
     import yaml
 
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    if main:
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     callbacks: list = []
     if run["metric_fn"] is not None:
-        callbacks.append(EvaluationCallback(run["metric_fn"]))
+        callbacks.append(EvaluationCallback(run["metric_fn"], every=c["evaluate"].get("every", 1)))
     writers = [JSONHistory(out / "history.json"), CheckpointCallback(out / CHECKPOINT)]
     callbacks += [*writers, _SwapInAfterFirstCheckpoint(folder, writers)]
     if verbose:
         callbacks.append(auto_progress())
-    engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=c["device"], callbacks=callbacks,
-                                mixed_precision=c["mixed_precision"],
-                                metadata={"config": resolved, "producer": "gankd.run.train"})
+    engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=run["device"],
+                                callbacks=callbacks, mixed_precision=c["mixed_precision"],
+                                metadata={"config": resolved, "producer": "gankd.run.train",
+                                          "torch_threads": run["threads"]})
     start = time.perf_counter()
     history = engine.fit(schedule, run["batches"], resume=ckpt)
     out = folder.path
     role = "student" if schedule.needs_student else "teacher"
-    trained = engine.student if role == "student" else engine.teacher
-    width = (c[role] or {}).get("width")
-    if width is None:  # started from a checkpoint: keep the width its file names
-        width = read_model(c[role]["checkpoint"])[0]["width"]
-    save_model(out / "model.pt", trained, family=c["family"], family_args=c["family_args"], width=width, role=role,
-               metadata={"config": resolved})
     record = {"family": c["family"], "recipe": c["recipe"], "schedule": schedule.to_dict(), "role": role,
               "seed": c["seed"], "metrics": history[-1]["metrics"], "losses": history[-1]["losses"],
               "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
+              "world_size": c["world_size"], "torch_threads": run["threads"],
               "wall_s": time.perf_counter() - start, "history": history}
+    if not main:
+        return record
+    save = dict(family=c["family"], family_args=c["family_args"], metadata={"config": resolved})
+    trained = engine.student if role == "student" else engine.teacher
+    save_model(out / "model.pt", trained, width=run["widths"][role], role=role, **save)
+    teacher_trained = any(s.structure.trains_teacher_generator or s.structure.trains_teacher_discriminator
+                          for s in schedule.stages)
+    if role == "student" and teacher_trained:  # reusable: `teacher: {checkpoint: DIR/teacher.pt}`
+        save_model(out / "teacher.pt", engine.teacher, width=run["widths"]["teacher"], role="teacher", **save)
+        record["teacher_model"] = str(out / "teacher.pt")
     atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
     atomic_write_text(out / "history.json", json.dumps(history, indent=1) + "\n")
     return record

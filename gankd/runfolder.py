@@ -40,10 +40,22 @@ class RunFolderError(ValueError):
     """This run cannot use the folder (it is a file, it holds another run, resuming is impossible there)."""
 
 
-def key_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``["seed: 0 -> 1", ...]`` for every top-level key whose value differs between two configs."""
+def key_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``["seed: 0 -> 1", "schedule.stages.1.epochs: 3 -> 2", ...]``: every leaf that differs between two
+    configs, named by its dotted key path (list items by their index), with its two values."""
     keys = dict.fromkeys([*saved, *current])
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    found: list[str] = []
+    for k in keys:
+        a, b, path = saved.get(k), current.get(k), f"{prefix}{k}"
+        if a == b:
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            found += key_differences(a, b, path + ".")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            found += key_differences(dict(enumerate(a)), dict(enumerate(b)), path + ".")
+        else:
+            found.append(f"{path}: {a!r} -> {b!r}")
+    return found
 
 
 class RunFolder:

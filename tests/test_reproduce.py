@@ -353,3 +353,26 @@ def test_full_data_section_pairs_each_student_with_its_seeds_student_alone():
     assert "| MNIST 5 | 0.8500 ± 0.0707 (n=2) | 0.8600 | 0.9100 | s0 +1.00 | s0 +5.00 |" in text
     assert "- `reconstruction-fast` - `student-alone-fast`: mean +5.00 points over 1 (class, seed) pairs" in text
     assert full_data_section(_group([{**r, "budget": "cpu"} for r in records])["cpu"]) == []
+
+
+def test_shards_are_disjoint_and_together_the_whole_grid(tmp_path, capsys):
+    """`reproduce --shard K/N --dry-run` for K = 1..N: disjoint run lists whose union is the unsharded dry run,
+    every student in the part of its teacher; a malformed shard is a usage error naming it."""
+    def planned(*extra: str) -> list[str]:
+        args = ["reproduce", "--datasets", "digits,mnist", "--classes", "0-2", "--seeds", "0-1", "--methods",
+                "teacher,student-alone,P-KDGAN-II-23,ocsvm", "--out", str(tmp_path / "sweep"), "--dry-run", *extra]
+        assert reproduce_cli.main(args) == 0
+        return re.findall(r"would run (.+?) \(~", capsys.readouterr().err)
+
+    whole = planned()
+    assert len(whole) == 2 * 3 * (2 * 3 + 1)  # datasets x classes x (seeds x methods + one baseline run)
+    parts = [planned("--shard", f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(whole)  # the union, each run once
+    assert all(len(p) >= 10 for p in parts)  # balanced: 12 cells over 3 parts
+    for part in parts:
+        for run in part:
+            if run.endswith("P-KDGAN-II-23"):
+                assert run.replace("P-KDGAN-II-23", "teacher") in part
+    with pytest.raises(SystemExit) as usage:
+        reproduce_cli.main(["reproduce", "--shard", "4/3", "--dry-run"])
+    assert usage.value.code == 2 and "expected K/N with 1 <= K <= N (e.g. 2/8), got '4/3'" in capsys.readouterr().err

@@ -19,13 +19,13 @@ import sys
 from typing import Sequence
 
 
-from gankd.boundary import ArgumentParser
+from gankd.boundary import ArgumentParser, positive_int
 
 from ..deploy.export import LAYOUTS
 from ..evaluation.flops import paper_student_datasets
 from .errors import run_command
 from .options import (PROG, ArgumentParser, CLIError, _add_exec_options, _add_run_options,  # noqa: F401
-                      _add_scoring_options, _positive_int, add_debug_option, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
+                      _add_scoring_options, add_debug_option, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
 from .scoring import cmd_evaluate, cmd_score
 from .tools import cmd_demo, cmd_export, cmd_flops
 from .training import cmd_distill, cmd_teacher
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(func=cmd_demo)
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from gankd.boundary import positive_int
+
 
 PROG = "gankd-ganomaly"
 
@@ -36,16 +38,6 @@ def _fmt_count(n: float) -> str:
 def _set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {text!r}")
-    return value
 
 
 def _widths_arg(text: str) -> list[int]:
@@ -203,7 +195,7 @@ def _add_data_options(g: argparse._ArgumentGroup) -> None:
 
 
 def _add_exec_options(o: argparse._ArgumentGroup, quiet: bool = True) -> None:
-    o.add_argument("--threads", type=_positive_int, metavar="N", default=None,
+    o.add_argument("--threads", type=positive_int, metavar="N", default=None,
                    help="torch intra-op threads (default: torch's choice); keep it fixed for bitwise-equal resumes")
     if quiet:
         o.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")

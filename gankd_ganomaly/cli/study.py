@@ -74,6 +74,14 @@ def required_grid() -> list[dict]:
     ]
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N, for ``--shard``."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return int(k), int(n)
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..experiment import check_device
     from ..study.sweep import parse_list, run_sweep
@@ -95,7 +103,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                             args.out, data_root=args.data_root, device=args.device, cifar_root=args.cifar_root,
                             cifar_jpeg=args.cifar_jpeg, threads=args.threads, bn_mode=args.bn_mode,
                             command=command, epoch_log=args.epoch_log, dry_run=args.dry_run,
-                            existing_teachers=args.existing_teachers)
+                            existing_teachers=args.existing_teachers, shard=args.shard)
         blocked += len(summary.blocked)
         failed += len(summary.failed)
     if args.dry_run:
@@ -165,15 +173,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cifar-jpeg", action="store_true",
                    help="mark CIFAR-10 records lossy even if the root has no LOSSY_JPEG_COPY marker")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    from .options import _positive_int
+    from gankd.boundary import positive_int
 
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch intra-op threads (1 on a shared machine)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (1 on a shared machine)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--epoch-log", action="store_true", help="also print one line per epoch")
     p.add_argument("--dry-run", action="store_true", help="list the runs still to do, with a rough ETA, and exit")
     p.add_argument("--existing-teachers", action="store_true",
                    help="train no teacher: skip the students whose teacher checkpoint is not written yet (for a "
                         "second process that distils while another trains the teachers)")
+    p.add_argument("--shard", type=shard_spec, default=None, metavar="K/N",
+                   help="run only the K-th of N disjoint parts of the grid (K = 1..N; together the whole grid, each "
+                        "run once, teachers with their students): one part per task of a SLURM/Kubernetes job array "
+                        "or Ray/Dask task (docs/reproduce.md)")
     p.set_defaults(func=cmd_reproduce)
 
     p = subparsers.add_parser("report", help="write docs/results.md (Tables 2-4, statistics, Figure 2) from records")

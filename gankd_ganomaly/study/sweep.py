@@ -249,6 +249,7 @@ def run_sweep(
     on_record: Callable[[Path, dict], None] | None = None,
     dry_run: bool = False,
     existing_teachers: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> SweepSummary:
     """Run every missing (dataset, class, method, seed) of the grid; see the module docstring.
 
@@ -261,6 +262,10 @@ def run_sweep(
     ``dry_run=True`` only prints the runs that would be done (with a rough ETA) and returns.
     ``existing_teachers=True`` trains no teacher: students whose teacher checkpoint is missing are left for a
     later run (so one process can train teachers while another distils from those already written).
+    ``shard=(k, n)`` (1 <= k <= n) keeps the k-th of n disjoint parts of the grid: its (dataset, class, seed)
+    cells are numbered in grid order, whatever is already done, and cell i goes to part i mod n + 1, with its
+    teacher and the students that need it; a class's baselines go with its first seed's cell. The n parts
+    together are the whole grid, each run once: one part per task of a job array.
     """
     budget = get_budget(budget)
     out = Path(out_dir)
@@ -289,14 +294,20 @@ def run_sweep(
 
     for d in datasets:
         classes_of(d)
+    if shard is not None and not (len(shard) == 2 and 1 <= shard[0] <= shard[1]):
+        raise ValueError(f"shard must be K/N with 1 <= K <= N; got {shard!r}")
     summary = SweepSummary(out_dir=str(out), budget=budget.name)
+    cell = 0  # the (dataset, class, seed) cell's number in grid order, for the shard
+
+    def in_shard(number: int) -> bool:
+        return shard is None or number % shard[1] == shard[0] - 1
 
     # --- plan: every record that is missing, plus teachers that must be trained for pending students -----------
     jobs: list[_Job] = []
     for dataset in datasets:
         for c in classes_of(dataset):
             for method in methods:
-                if method in BASELINES:
+                if method in BASELINES and in_shard(cell):
                     path = record_path(out, dataset, c, method, 0)
                     existing = _read_record(path) if path.is_file() else None
                     if existing is not None:
@@ -305,6 +316,9 @@ def run_sweep(
                     else:
                         jobs.append(_Job(dataset, c, 0, method))
             for seed in seeds:
+                cell += 1
+                if not in_shard(cell - 1):
+                    continue
                 pending = []
                 for method in methods:
                     if method in BASELINES:
@@ -335,8 +349,9 @@ def run_sweep(
                                                     budget.name).is_file():
             job.est_ms = 0.0  # only its record is rewritten from the checkpoint
     total_est = sum(j.est_ms for j in jobs) or 1.0
-    say(f"sweep: budget {budget.name}, {len(jobs)} run(s) to do, {len(summary.skipped)} record(s) already there "
-        f"(skipped), out {out}; rough ETA {_fmt_s(total_est / 1e3)} on one core")
+    part = f", part {shard[0]}/{shard[1]} of the grid" if shard is not None else ""
+    say(f"sweep: budget {budget.name}{part}, {len(jobs)} run(s) to do, {len(summary.skipped)} record(s) already "
+        f"there (skipped), out {out}; rough ETA {_fmt_s(total_est / 1e3)} on one core")
     if dry_run:
         for i, job in enumerate(jobs, 1):
             say(f"[{i}/{len(jobs)}] would run {_label(job.dataset, job.normal_class, job.seed, job.method)} "
