@@ -42,7 +42,7 @@ class RunFolderError(ValueError):
 
 def key_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
     """``["seed: 0 -> 1", "schedule.stages.1.epochs: 3 -> 2", ...]``: every leaf that differs between two
-    configs, named by its dotted key path (list items by their index), with its two values."""
+    configs, named by its dotted key path (items of a list of mappings by their index), with its two values."""
     keys = dict.fromkeys([*saved, *current])
     found: list[str] = []
     for k in keys:
@@ -51,7 +51,8 @@ def key_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix
             continue
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             found += key_differences(a, b, path + ".")
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        elif (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+              and any(isinstance(x, Mapping) for x in a)):  # e.g. schedule stages; a list of numbers stays whole
             found += key_differences(dict(enumerate(a)), dict(enumerate(b)), path + ".")
         else:
             found.append(f"{path}: {a!r} -> {b!r}")

@@ -272,7 +272,7 @@ def test_speed_switches_in_the_run_config():
     # how a run executes is not what it computes: a checkpoint resumes with other switches, not another lr
     saved = RunConfig().to_dict()
     assert config_differences(saved, RunConfig(channels_last=False, compile=True).to_dict()) == []
-    assert config_differences(saved, RunConfig(lr=0.1).to_dict()) == ["lr: 0.002 -> 0.1"]
+    assert config_differences(saved, RunConfig(lr=0.1).to_dict()) == ["lr: 0.0002 -> 0.1"]
     old = {k: v for k, v in saved.items() if k not in ("channels_last", "compile")}  # written before the switches
     assert config_differences(old, saved) == []
     # the command line: --channels-last on|off|auto and --compile reach the config; anything else is refused

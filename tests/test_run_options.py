@@ -94,3 +94,4 @@ def test_override_and_difference_helpers():
     changed = apply_overrides(config, ["schedule.stages.1.epochs=4", "seed=3"])
     assert key_differences(config, changed) == ["schedule.stages.1.epochs: 2 -> 4", "seed: None -> 3"]
     assert key_differences({"a": [1, 2]}, {"a": [1]}) == ["a: [1, 2] -> [1]"]  # a list that changed length: whole
+    assert key_differences({"w": [64, 128]}, {"w": [32, 128]}) == ["w: [64, 128] -> [32, 128]"]  # numbers: whole

@@ -59,7 +59,7 @@ class RunConfig:
     method: str = "P-KDGAN-II-23"
     epochs: int = 15                     # per stage (the paper's M)
     batch_size: int = 16
-    lr: float = 0.002
+    lr: float = OptimizerConfig().lr     # the library's default (2e-4); the paper's 0.002 is the `paper` budget
     beta1: float = 0.5
     seed: int = 0
     bn_mode: str = "eval"                # batch-norm at test time: "eval" or "batch"
@@ -339,13 +339,15 @@ EXECUTION_FIELDS = ("channels_last", "compile")
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``["epochs: 2 -> 3", ...]`` for every key whose value differs between two config dicts
-    (:data:`EXECUTION_FIELDS` aside)."""
-    keys = [k for k in dict.fromkeys([*saved, *current]) if k not in EXECUTION_FIELDS]
+    """``["epochs: 2 -> 3", "loss_weights.w_con: 50 -> 20", ...]``: :func:`gankd.runfolder.key_differences` of two
+    config dicts, :data:`EXECUTION_FIELDS` aside."""
+    from gankd.runfolder import key_differences
+
     # a field added after a config was saved has its default there (configs written before it existed)
     defaults = {f.name: f.default for f in fields(RunConfig) if isinstance(f.default, (int, float, str, type(None)))}
     saved = {**{k: defaults[k] for k in current if k not in saved and k in defaults}, **saved}
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    drop = lambda config: {k: v for k, v in config.items() if k not in EXECUTION_FIELDS}  # noqa: E731
+    return key_differences(drop(saved), drop(current))
 
 
 def channels_last_networks(cfg: RunConfig, widths: Mapping[str, Sequence[int]]) -> tuple[str, ...]:
