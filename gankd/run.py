@@ -502,6 +502,7 @@ def resume_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
 
 
 def _warn_on_thread_change(ckpt: Mapping[str, Any] | None, threads: int) -> None:
+    """Say on stderr when a resume runs with another torch thread count than the checkpoint's run."""
     saved = ((ckpt or {}).get("metadata") or {}).get("torch_threads")
     if saved is not None and saved != threads:
         print(f"gankd: warning: resuming with {threads} torch thread(s) where the interrupted run used {saved}: the "
@@ -509,32 +510,63 @@ def _warn_on_thread_change(ckpt: Mapping[str, Any] | None, threads: int) -> None
               file=sys.stderr, flush=True)
 
 
+def fit_in_folder(folder: RunFolder | None, hooks: GANHooks, teacher: GAN | None, student: GAN | None,
+                  schedule: Schedule, batches: Any, *, config: Mapping[str, Any], resume: bool = False,
+                  overwrite: bool = False,
+                  differences: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] = resume_differences,
+                  metric_fn: Callable[[DistillationEngine], dict[str, float]] | None = None, evaluate_every: int = 1,
+                  extra_writers: Callable[[Path], Sequence[Callback]] | None = None,
+                  callbacks: Sequence[Callback] = (), verbose: bool = True, log_prefix: str = "",
+                  device: Any = "cpu", mixed_precision: str | None = None, engine_options: Mapping[str, Any] | None = None,
+                  producer: str = "gankd.run.train", main_process: bool = True,
+                  ) -> tuple[DistillationEngine, list[dict], dict | None]:
+    """The one training loop of every run, ``gankd train``'s and every family front's (GANomaly's ``teacher`` /
+    ``distill`` and its sweep): returns ``(engine, history, the checkpoint resumed from or None)``.
+
+    With a ``folder`` (whose lock the caller holds): a resume refuses a checkpoint whose ``metadata["config"]``
+    differs from ``config`` (``differences`` names the values); ``overwrite`` builds the new run beside the old one
+    and swaps it in after its first checkpoint; ``config.yaml`` (``config`` as YAML), ``history.json`` and
+    ``checkpoint.pt`` are written every epoch, plus the ``extra_writers(folder)`` callbacks (e.g. a CSV log).
+    Without one, nothing is written. ``metric_fn`` runs every ``evaluate_every`` epochs and at each stage's end;
+    ``callbacks`` run after the built-in ones. The checkpoint's metadata holds ``config``, ``producer`` and the
+    torch thread count (a resume with another count is warned about). Under DDP only ``main_process`` writes."""
+    import yaml
+
+    threads = torch.get_num_threads()
+    ckpt = folder.checkpoint_to_resume(config, differences) if folder is not None and resume else None
+    if main_process:
+        _warn_on_thread_change(ckpt, threads)
+    all_callbacks: list[Callback] = []
+    if metric_fn is not None:
+        all_callbacks.append(EvaluationCallback(metric_fn, every=evaluate_every))
+    if folder is not None:
+        out = folder.begin_overwrite() if overwrite and main_process else folder.path
+        if main_process:
+            atomic_write_text(out / "config.yaml", yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+        writers = [JSONHistory(out / "history.json"), *(extra_writers(out) if extra_writers else ()),
+                   CheckpointCallback(out / CHECKPOINT)]  # the checkpoint last: it holds the epoch's metrics
+        all_callbacks += [*writers, _SwapInAfterFirstCheckpoint(folder, [w for w in writers if hasattr(w, "path")])]
+    if verbose:
+        all_callbacks.append(auto_progress(prefix=log_prefix))
+    all_callbacks += list(callbacks)
+    engine = DistillationEngine(hooks, teacher, student, device=device, callbacks=all_callbacks,
+                                mixed_precision=mixed_precision, **(engine_options or {}),
+                                metadata={"config": config, "producer": producer, "torch_threads": threads})
+    history = engine.fit(schedule, batches, resume=ckpt)
+    return engine, history, ckpt
+
+
 def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose: bool) -> dict:
     c, schedule, main = run["config"], run["schedule"], run["rank"] == 0
     resolved = json.loads(json.dumps({**c, "schedule": schedule.to_dict()}))  # plain data, as files hold it
     if resolved["world_size"] == 1:
         del resolved["world_size"]  # a one-process run's config, as before torchrun support
-    ckpt = folder.checkpoint_to_resume(resolved, resume_differences) if resume else None
-    if main:
-        _warn_on_thread_change(ckpt, run["threads"])
-    out = folder.begin_overwrite() if overwrite and main else folder.path
-    import yaml
-
-    if main:
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    callbacks: list = []
-    if run["metric_fn"] is not None:
-        callbacks.append(EvaluationCallback(run["metric_fn"], every=c["evaluate"].get("every", 1)))
-    writers = [JSONHistory(out / "history.json"), CheckpointCallback(out / CHECKPOINT)]
-    callbacks += [*writers, _SwapInAfterFirstCheckpoint(folder, writers)]
-    if verbose:
-        callbacks.append(auto_progress())
-    engine = DistillationEngine(run["hooks"], run["teacher"], run["student"], device=run["device"],
-                                callbacks=callbacks, mixed_precision=c["mixed_precision"],
-                                metadata={"config": resolved, "producer": "gankd.run.train",
-                                          "torch_threads": run["threads"]})
+    every = (c["evaluate"] or {}).get("every", 1)
     start = time.perf_counter()
-    history = engine.fit(schedule, run["batches"], resume=ckpt)
+    engine, history, ckpt = fit_in_folder(
+        folder, run["hooks"], run["teacher"], run["student"], schedule, run["batches"], config=resolved,
+        resume=resume, overwrite=overwrite, metric_fn=run["metric_fn"], evaluate_every=every, verbose=verbose,
+        device=run["device"], mixed_precision=c["mixed_precision"], main_process=main)
     out = folder.path
     role = "student" if schedule.needs_student else "teacher"
     record = {"family": c["family"], "recipe": c["recipe"], "schedule": schedule.to_dict(), "role": role,

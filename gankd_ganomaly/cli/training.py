@@ -109,7 +109,7 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
 
 def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     """teacher / distill. Everything is checked (config, device, output folder, teacher, data) before the run
-    folder is locked; only then does --overwrite delete the previous run's files."""
+    folder is locked; --overwrite replaces the previous run only once the new one has its first checkpoint."""
     from ..data import validate_images
     from ..experiment import build_gan, load_model, load_run_data, make_hooks, run
 
@@ -131,15 +131,13 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
                                          in_channels=cfg.in_channels, what="teacher", role="teacher",
                                          image_size=cfg.image_size)
             _check_teacher(cfg, header, out)
-    with RunFolder(out, RUN_FILES) as folder:  # from here on a second run on this folder is refused, naming this one
-        folder.check(resume=args.resume, overwrite=args.overwrite)  # again: another run may have finished here
-        if args.overwrite:
-            folder.clear(folders=("tensorboard",))
-        if not args.quiet:
-            print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
-                  f"output: {out}", file=sys.stderr)
-        record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
-                        tensorboard=args.tensorboard)
+    if not args.quiet:
+        print(f"data: {data.source}; train {tuple(data.train.shape)}, test {tuple(data.test.shape)}; "
+              f"output: {out}", file=sys.stderr)
+    # run() locks the folder and checks it again (another run may have finished there); with --overwrite the old
+    # run stays intact until the new one has written its first checkpoint
+    record, _ = run(cfg, data, teacher, verbose=not args.quiet, out_dir=out, resume=args.resume,
+                    overwrite=args.overwrite, tensorboard=args.tensorboard)
     measured = (f"AUROC (last epoch) {record['auroc_last']:.4f}" if record["auroc_last"] is not None
                 else f"AUROC not measured ({record['auroc_skipped']})")
     thr = record["threshold"]

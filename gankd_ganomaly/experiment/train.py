@@ -13,10 +13,11 @@ from typing import Any, Sequence
 import torch
 
 import gankd
-from gankd import GAN, CheckpointCallback, DistillationEngine, EvaluationCallback, JSONHistory
-from gankd.runfolder import RunFolder
+from gankd import GAN, DistillationEngine
 from gankd.batches import ShuffledBatches
-from gankd.callbacks import CSVLogger, TensorBoardLogger, auto_progress
+from gankd.callbacks import CSVLogger, TensorBoardLogger
+from gankd.run import fit_in_folder
+from gankd.runfolder import RunFolder
 
 from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
@@ -65,7 +66,7 @@ def build_gan(hooks: GanomalyHooks, widths: Sequence[int], seed: int) -> GAN:
 
 def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
         log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
-        resume: bool = False, tensorboard: bool = False,
+        resume: bool = False, overwrite: bool = False, tensorboard: bool = False,
         schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
     """Execute ``cfg.method`` on ``data``; returns (result record, the trained GAN).
 
@@ -80,7 +81,9 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     and at the end ``model.pt`` (:func:`save_model`) and ``record.json``. ``resume=True``
     continues from ``out_dir/checkpoint.pt`` when it exists (refusing, with :class:`gankd.runfolder.RunFolderError`,
     a checkpoint whose config differs from ``cfg``), ending with the weights and metrics of an
-    uninterrupted run. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``.
+    uninterrupted run. ``overwrite=True`` replaces the run ``out_dir`` holds, which stays intact until the new
+    run's first checkpoint. ``tensorboard=True`` also logs scalars to ``out_dir/tensorboard``. The training loop
+    and the folder's rules are :func:`gankd.run.fit_in_folder`'s, as for ``gankd train``.
     While it runs, ``out_dir`` is locked (:class:`gankd.runfolder.RunFolder`): a second run on the same folder raises
     :class:`gankd.FolderLockedError` naming this one; temporary files a killed run left there are removed.
     ``callbacks`` run after the built-in ones. ``schedule`` replaces the method's schedule (a study of
@@ -89,17 +92,20 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
     check_device(cfg.device)
     if cfg.dataset == FOLDER and cfg.channels is None:
         cfg = cfg.replace(channels=data.channels)  # a folder's channel count is its images'
-    kwargs = dict(verbose=verbose, log_prefix=log_prefix, callbacks=callbacks, out_dir=out_dir, resume=resume,
+    kwargs = dict(verbose=verbose, log_prefix=log_prefix, callbacks=callbacks, resume=resume, overwrite=overwrite,
                   tensorboard=tensorboard, schedule=schedule)
     if out_dir is None:
-        return _run(cfg, data, teacher, **kwargs)
-    with RunFolder(out_dir, RUN_FILES):  # locked; what a killed run left half-written is removed
-        return _run(cfg, data, teacher, **kwargs)
+        if resume or overwrite or tensorboard:
+            raise ValueError("resume, overwrite and tensorboard need out_dir (the run folder they act on)")
+        return _run(cfg, data, teacher, None, **kwargs)
+    with RunFolder(out_dir, RUN_FILES) as folder:  # locked; what a killed run left half-written is removed
+        folder.check(resume=resume, overwrite=overwrite)
+        return _run(cfg, data, teacher, folder, **kwargs)
 
 
-def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbose: bool = True,
-         log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (), out_dir: str | Path | None = None,
-         resume: bool = False, tensorboard: bool = False,
+def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None, folder: RunFolder | None, *,
+         verbose: bool = True, log_prefix: str = "", callbacks: Sequence[gankd.Callback] = (),
+         resume: bool = False, overwrite: bool = False, tensorboard: bool = False,
          schedule: gankd.Schedule | None = None) -> tuple[dict, GAN]:
     hooks = make_hooks(cfg)
     recipe = cfg.recipe if schedule is None else "custom"
@@ -117,12 +123,6 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
             raise ConfigError(f"the teacher takes {teacher_size}x{teacher_size} images but this run's image_size is "
                               f"{cfg.image_size}: distil at the teacher's size (image_size={teacher_size}, "
                               f"--image-size {teacher_size}) or train a teacher at {cfg.image_size}")
-    out = Path(out_dir) if out_dir is not None else None
-    if tensorboard and out is None:
-        raise ValueError("tensorboard=True needs out_dir (the logs go to out_dir/tensorboard)")
-    ckpt = None
-    if out is not None and resume:
-        ckpt = RunFolder(out, RUN_FILES).checkpoint_to_resume(cfg.to_dict(), config_differences)
 
     # the threshold's calibration images: a held-out share of the normal train images (deterministic in the seed),
     # or, with a share of 0 (the built-in datasets' default), the training images themselves
@@ -144,24 +144,19 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
         return {"auroc": evaluate_auroc(hooks, trained, data.test, data.test_labels,
                                         batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)}
 
-    all_callbacks: list[gankd.Callback] = [] if skip_auroc else [EvaluationCallback(metrics, every=cfg.eval_every)]
-    if out is not None:
-        cfg.save(out / "config.yaml")
-        all_callbacks += [JSONHistory(out / "history.json"), CSVLogger(out / "metrics.csv")]
-        if tensorboard:
-            all_callbacks.append(TensorBoardLogger(out / "tensorboard"))
-        all_callbacks.append(CheckpointCallback(out / "checkpoint.pt"))  # last: it holds the epoch's metrics
-    if verbose:
-        all_callbacks.append(auto_progress(prefix=log_prefix))
-    all_callbacks += list(callbacks)
+    def writers(out: Path) -> list[gankd.Callback]:
+        return [CSVLogger(out / "metrics.csv"), *([TensorBoardLogger(out / "tensorboard")] if tensorboard else [])]
+
     widths = {who: gan.generator.widths for who, gan in (("teacher", engine_teacher), ("student", engine_student))
               if gan is not None}  # the networks' own widths: a teacher passed in may differ from cfg.teacher_widths
-    engine = DistillationEngine(hooks, engine_teacher, engine_student, device=cfg.device, callbacks=all_callbacks,
-                                metadata={"config": cfg.to_dict(), "producer": "gankd_ganomaly.experiment.run"},
-                                channels_last=channels_last_networks(cfg, widths), compile=cfg.compile)
     batches = ShuffledBatches(train_images, cfg.batch_size, seed=cfg.seed)
     start = time.perf_counter()
-    history = engine.fit(schedule, batches, resume=ckpt)
+    _, history, ckpt = fit_in_folder(
+        folder, hooks, engine_teacher, engine_student, schedule, batches, config=cfg.to_dict(), resume=resume,
+        overwrite=overwrite, differences=config_differences, metric_fn=None if skip_auroc else metrics,
+        evaluate_every=cfg.eval_every, extra_writers=writers, callbacks=callbacks, verbose=verbose,
+        log_prefix=log_prefix, device=cfg.device, producer="gankd_ganomaly.experiment.run",
+        engine_options={"channels_last": channels_last_networks(cfg, widths), "compile": cfg.compile})
     wall_s = time.perf_counter() - start
     counts = count_generator(cfg.in_channels, cfg.trained_widths, image_size=cfg.image_size)
     calib_scores = anomaly_scores(hooks, trained, calib_images, batch_size=cfg.eval_batch_size, bn_mode=cfg.bn_mode)
@@ -189,7 +184,8 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verb
         "discriminator_resets": hooks.discriminator_resets, "data_source": data.source,
         "version": gankd.__version__, "config": cfg.to_dict(), "history": history,
     }
-    if out is not None:
+    if folder is not None:
+        out = folder.path  # after an --overwrite swap too
         save_json(out / "history.json", history)  # complete even when a resumed run had no epoch left
         CSVLogger(out / "metrics.csv").write(history)
         save_model(out / "model.pt", trained, cfg, threshold=calibration)
