@@ -121,6 +121,8 @@ class Grid:
         else:
             if method == "recommended":
                 recipe, lr = self.choice()["recommended"], self.choice()["recommended_lr"]
+            elif method == "paper":  # the paper's recipe at the default lr, as the paper gives it
+                recipe = "paper"
             else:  # a development candidate, "RECIPE-lrLR"
                 recipe, _, rate = method.rpartition("-lr")
                 lr = float(rate)
