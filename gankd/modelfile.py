@@ -15,18 +15,31 @@ returns the same pair. A model file written by ``gankd train`` can be given back
 
     gan, header = load_model("runs/student/model.pt")     # gan.generator, gan.discriminator
     print(header["role"], header["width"], header["metadata"]["config"]["seed"])
+
+Earlier formats are read through registered upgraders (:data:`MODEL_UPGRADERS`, as timm keeps its old
+checkpoint layouts loadable): each takes a loaded payload and returns it as a current model file, or None when
+the payload is not its format. A family registers its own in a module it names in the entry-point group
+``gankd.model_upgraders`` (imported the first time a file is not in the current format): GANomaly's earlier model
+file, sweep teacher and run checkpoint are read by ``gankd_ganomaly.experiment.model_file``. The header says which
+upgrader read a file (``upgraded_from``).
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .hooks import GAN, GANHooks
+from .registry import Registry
 
 MODEL_FORMAT = "gankd-model"
 ENTRY_POINT_GROUP = "gankd.families"
+
+ModelUpgrader = Callable[[Any], "dict | None"]
+#: name -> upgrader: ``upgrade(payload)`` returns the payload as a current model file (a dict of the layout above),
+#: or None when the payload is not the format it upgrades. Tried in registration order.
+MODEL_UPGRADERS: Registry[ModelUpgrader] = Registry("model-file upgrader")
 
 
 def family_entry_points() -> dict[str, str]:
@@ -73,17 +86,56 @@ def save_model(path: str | Path, gan: GAN, *, family: str, family_args: Mapping[
 
 
 def read_model(path: str | Path) -> tuple[dict, dict]:
-    """``(header, state_dict)`` of a model file; a folder stands for its ``model.pt``."""
+    """``(header, state_dict)`` of a model file, or of an earlier format a registered upgrader reads; a folder
+    stands for its ``model.pt``."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
-    payload = load_checkpoint(path)
+    return model_from_payload(load_checkpoint(path), str(path))
+
+
+UPGRADER_ENTRY_POINT_GROUP = "gankd.model_upgraders"
+_upgraders_loaded = False
+
+
+def _load_installed_upgraders() -> None:
+    """Import, once, the modules an installed family names in the entry-point group ``gankd.model_upgraders``
+    (importing them registers their upgraders), so an old file reads without its family imported first."""
+    global _upgraders_loaded
+    if _upgraders_loaded:
+        return
+    _upgraders_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=UPGRADER_ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value.partition(":")[0])
+
+
+def model_from_payload(payload: Any, where: str) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a loaded model file (``where`` names it in errors), upgraded first when it is an
+    earlier format: the one place that decides what a model file is."""
+    upgraded_from = None
+    if not (isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT):
+        _load_installed_upgraders()
+        for name in MODEL_UPGRADERS:
+            try:
+                current = MODEL_UPGRADERS.get(name)(payload)
+            except CheckpointError as err:  # its format, but unreadable: the upgrader says why
+                raise CheckpointError(f"{where!r}: {err}") from None
+            if current is not None:
+                payload, upgraded_from = current, name
+                break
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{str(path)!r} is not a gankd model file (format {found!r}, expected {MODEL_FORMAT!r})")
+        known = ", ".join(MODEL_UPGRADERS) or "none registered"
+        raise CheckpointError(f"{where!r} is not a gankd model file (format {found!r}, expected {MODEL_FORMAT!r}; "
+                              f"earlier formats read: {known})")
     if payload.get("format_version") != 1:
-        raise CheckpointError(f"{str(path)!r}: unsupported model-file version {payload.get('format_version')!r}")
-    return {k: v for k, v in payload.items() if k != "state_dict"}, payload["state_dict"]
+        raise CheckpointError(f"{where!r}: unsupported model-file version {payload.get('format_version')!r}")
+    header = {k: v for k, v in payload.items() if k != "state_dict"}
+    if upgraded_from is not None:
+        header["upgraded_from"] = upgraded_from
+    return header, payload["state_dict"]
 
 
 def load_model(path: str | Path, hooks: GANHooks | None = None, *, role: str | None = None) -> tuple[GAN, dict]:

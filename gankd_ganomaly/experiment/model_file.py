@@ -55,13 +55,92 @@ def save_model(path: str | Path, gan: GAN, cfg: RunConfig, threshold: Mapping[st
                                metadata=metadata)
 
 
-def read_model_file(path: str | Path) -> tuple[dict, dict]:
-    """``(header, state_dict)`` of a model file.
+# --- earlier formats: each an upgrader of gankd.modelfile, which turns an old file into the current one ----------
 
-    Accepts a :func:`save_model` file, a ``gankd train`` model file (:mod:`gankd.modelfile`), a sweep's
-    teacher checkpoint, an engine checkpoint (``checkpoint.pt`` of a run: the trained GAN is taken, with the
-    run's config as header) or a bare state_dict (empty header). A run folder stands
-    for its ``model.pt``. Loading never runs code (see :func:`gankd.load_checkpoint`).
+def _current(ckpt: Mapping[str, Any], *, role: str, widths: Sequence[int], in_channels: int | None,
+             image_size: int | None, metadata: Mapping[str, Any], state_dict: Mapping[str, Any]) -> dict:
+    family_args: dict[str, Any] = {"in_channels": in_channels, "latent_dim": LATENT_DIM}
+    if image_size and int(image_size) != IMAGE_SIZE:
+        family_args["image_size"] = int(image_size)
+    return {"format": GANKD_MODEL_FORMAT, "format_version": 1, "version": ckpt.get("version"), "family": FAMILY,
+            "family_args": family_args, "role": role, "width": list(widths), "metadata": dict(metadata),
+            "state_dict": state_dict}
+
+
+@gankd.modelfile.MODEL_UPGRADERS.register("ganomaly.model-v0")
+def upgrade_adapter_model(ckpt: Any) -> dict | None:
+    """The adapter's own model file before every model file was a gankd one (format ``gankd-ganomaly-model``)."""
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == MODEL_FORMAT):
+        return None
+    meta = {k: v for k, v in ckpt.items()
+            if k not in ("format", "version", "role", "widths", "in_channels", "latent_dim", "image_size", "state_dict")}
+    return _current(ckpt, role=ckpt.get("role") or ("teacher" if ckpt.get("method") == "teacher" else "student"),
+                    widths=ckpt["widths"], in_channels=ckpt.get("in_channels"), image_size=ckpt.get("image_size"),
+                    metadata=meta, state_dict=ckpt["state_dict"])
+
+
+@gankd.modelfile.MODEL_UPGRADERS.register("ganomaly.sweep-teacher-v0")
+def upgrade_sweep_teacher(ckpt: Any) -> dict | None:
+    """A sweep's teacher checkpoint before the one format (format ``gankd-reproduce-teacher``)."""
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == SWEEP_TEACHER_FORMAT):
+        return None
+    config = ckpt.get("config") or {}
+    in_channels = dataset_spec(config["dataset"]).channels if config.get("dataset") in DATASETS else None
+    meta = {"method": "teacher", "dataset": config.get("dataset"), "normal_class": config.get("normal_class"),
+            "config": config, **{k: v for k, v in ckpt.items() if k in ("budget", "budget_spec", "record_json")}}
+    return _current(ckpt, role="teacher", widths=config.get("teacher_widths") or TEACHER_WIDTHS,
+                    in_channels=in_channels, image_size=config.get("image_size"), metadata=meta,
+                    state_dict=ckpt["state_dict"])
+
+
+@gankd.modelfile.MODEL_UPGRADERS.register("ganomaly.run-checkpoint")
+def upgrade_run_checkpoint(ckpt: Any) -> dict | None:
+    """A GANomaly run's engine checkpoint (``checkpoint.pt``): the GAN it trains, with the run's config."""
+    if not (isinstance(ckpt, dict) and ckpt.get("format") == 1 and "schedule" in ckpt):
+        return None
+    config = (ckpt.get("metadata") or {}).get("config")
+    if not isinstance(config, Mapping) or "dataset" not in config:
+        raise CheckpointError("an engine checkpoint without a gankd-ganomaly run config: give the run's model.pt")
+    cfg = RunConfig.from_dict(config)
+    role = "student" if ckpt.get("student") is not None else "teacher"
+    return _current(ckpt, role=role, widths=cfg.student_widths if role == "student" else cfg.teacher_widths,
+                    in_channels=cfg.in_channels, image_size=cfg.image_size, state_dict=ckpt[role],
+                    metadata={"method": cfg.method, "dataset": cfg.dataset, "normal_class": cfg.normal_class,
+                              "config": config})
+
+
+def ganomaly_header(header: Mapping[str, Any]) -> dict:
+    """The adapter's view of a model file's header: ``role``, ``method``, ``dataset``, ``normal_class``,
+    ``in_channels``, ``widths``, ``latent_dim``, ``image_size``, ``config`` (the run config) and what else the
+    file's metadata holds (``threshold``, a sweep's ``budget``, ...). A ``gankd train`` file names its data in its
+    run config (``run_config``)."""
+    meta, args = header.get("metadata") or {}, header.get("family_args") or {}
+    view = {"format": header.get("format"), "role": header.get("role"), "in_channels": args.get("in_channels"),
+            "widths": list(header["width"]), "latent_dim": int(args.get("latent_dim", LATENT_DIM)),
+            "image_size": int(args.get("image_size", IMAGE_SIZE)), "version": header.get("version")}
+    if header.get("upgraded_from"):
+        view["upgraded_from"] = header["upgraded_from"]
+    if view["in_channels"] is not None:
+        view["in_channels"] = int(view["in_channels"])
+    if "method" in meta:  # written by save_model (or upgraded from an earlier adapter format)
+        return {**view, "method": meta["method"], "dataset": meta.get("dataset"),
+                "normal_class": meta.get("normal_class"), "config": meta.get("config") or {},
+                **{k: v for k, v in meta.items() if k not in ("method", "dataset", "normal_class", "config")}}
+    run_config = meta.get("config") or {}  # written by `gankd train` for the ganomaly family
+    data_args = (run_config.get("data") or {}).get("args") or {}  # one_class_batches names its data
+    config = {k: data_args[k] for k in ("dataset", "normal_class") if k in data_args}
+    if data_args.get("root"):
+        config["data_root"] = data_args["root"]
+    return {**view, "method": header.get("role"), "config": config, "run_config": run_config}
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict]:
+    """``(header, state_dict)`` of a model file, in the adapter's view (:func:`ganomaly_header`).
+
+    Reads what :func:`gankd.modelfile.read_model` reads (a :func:`save_model` or ``gankd train`` model file, and
+    through this module's upgraders an earlier adapter model file, a sweep's teacher or a run's engine
+    checkpoint), plus a bare state_dict (empty header). A run folder stands for its ``model.pt``. Loading never
+    runs code (see :func:`gankd.load_checkpoint`).
     """
     path = Path(path)
     if path.is_dir():
@@ -74,59 +153,17 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{str(path)!r} holds a {type(ckpt).__name__}, not a model")
-    if ckpt.get("format") == MODEL_FORMAT:
-        header = {k: v for k, v in ckpt.items() if k != "state_dict"}
-        return header, ckpt["state_dict"]
-    if ckpt.get("format") == 1 and "schedule" in ckpt:
-        config = (ckpt.get("metadata") or {}).get("config")
-        if config is None:
-            raise CheckpointError(f"{str(path)!r} is an engine checkpoint without a gankd-ganomaly run config")
-        cfg = RunConfig.from_dict(config)
-        role = "student" if ckpt.get("student") is not None else "teacher"
-        header = {"format": "engine-checkpoint", "method": cfg.method, "role": role, "dataset": cfg.dataset,
-                  "normal_class": cfg.normal_class, "in_channels": cfg.in_channels, "latent_dim": LATENT_DIM,
-                  "image_size": cfg.image_size,
-                  "widths": list(cfg.student_widths if role == "student" else cfg.teacher_widths),
-                  "config": config, "version": ckpt.get("version")}
-        return header, ckpt[role]
-    if ckpt.get("format") == GANKD_MODEL_FORMAT and "method" in (ckpt.get("metadata") or {}):  # save_model's
-        meta, args = ckpt["metadata"], ckpt.get("family_args") or {}
-        header = {"format": GANKD_MODEL_FORMAT, "role": ckpt.get("role"), "method": meta["method"],
-                  "dataset": meta.get("dataset"), "normal_class": meta.get("normal_class"),
-                  "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
-                  "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": meta.get("config") or {},
-                  "image_size": int(args.get("image_size", IMAGE_SIZE)),
-                  "version": ckpt.get("version"),
-                  **{k: v for k, v in meta.items() if k not in ("method", "dataset", "normal_class", "config")}}
-        return header, ckpt["state_dict"]
-    if ckpt.get("format") == GANKD_MODEL_FORMAT:  # written by `gankd train` for the ganomaly family
-        args = ckpt.get("family_args") or {}
-        run_config = (ckpt.get("metadata") or {}).get("config") or {}
-        data_args = (run_config.get("data") or {}).get("args") or {}  # one_class_batches names its data
-        config = {k: data_args[k] for k in ("dataset", "normal_class") if k in data_args}
-        if data_args.get("root"):
-            config["data_root"] = data_args["root"]
-        header = {"format": GANKD_MODEL_FORMAT, "role": ckpt.get("role"), "method": ckpt.get("role"),
-                  "in_channels": int(args.get("in_channels", 3)), "widths": list(ckpt["width"]),
-                  "latent_dim": int(args.get("latent_dim", LATENT_DIM)), "config": config,
-                  "image_size": int(args.get("image_size", IMAGE_SIZE)), "run_config": run_config,
-                  "version": ckpt.get("version")}
-        return header, ckpt["state_dict"]
-    if ckpt.get("format") == SWEEP_TEACHER_FORMAT:  # a sweep's teacher (results/*/teachers/*.pt)
-        config = ckpt.get("config") or {}
-        header = {"format": ckpt["format"], "role": "teacher", "method": "teacher",
-                  "dataset": config.get("dataset"), "normal_class": config.get("normal_class"),
-                  "in_channels": (dataset_spec(config["dataset"]).channels if config.get("dataset") in DATASETS
-                                  else None),
-                  "widths": list(config.get("teacher_widths") or TEACHER_WIDTHS), "latent_dim": LATENT_DIM,
-                  "image_size": int(config.get("image_size") or IMAGE_SIZE),
-                  "config": config, "version": ckpt.get("version")}
-        return header, ckpt["state_dict"]
     if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         return {}, ckpt
-    raise CheckpointError(f"{str(path)!r} is not a gankd-ganomaly model: expected a model.pt (of gankd-ganomaly or "
-                          "of `gankd train`), a run's checkpoint.pt, a sweep teacher or a state_dict; found keys "
-                          f"{sorted(map(str, ckpt))[:10]}")
+    try:
+        header, state_dict = gankd.modelfile.model_from_payload(ckpt, str(path))
+    except CheckpointError as err:
+        if "is not a gankd model file" not in str(err):
+            raise
+        raise CheckpointError(f"{str(path)!r} is not a gankd-ganomaly model: expected a model.pt (of gankd-ganomaly "
+                              "or of `gankd train`), a run's checkpoint.pt, a sweep teacher or a state_dict; found "
+                              f"keys {sorted(map(str, ckpt))[:10]}") from None
+    return ganomaly_header(header), state_dict
 
 
 def load_model(path: str | Path, *, widths: Sequence[int] | None = None, in_channels: int | None = None,

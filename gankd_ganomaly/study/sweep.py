@@ -38,7 +38,7 @@ from ..data import DATASETS, OneClassData, dataset_spec, load_one_class
 from ..data.builtin import resolve_root
 from ..data.cifar_prep import cifar10_provenance
 from ..evaluation.baselines import BASELINES, run_baseline
-from ..experiment import EXECUTION_FIELDS, METHODS, SWEEP_TEACHER_FORMAT, RunConfig, run, save_model
+from ..experiment import EXECUTION_FIELDS, METHODS, RunConfig, read_model_file, run, save_model
 from ..hooks import RECIPES, GanomalyHooks
 from .budgets import EVAL_MS, TRAIN_MS, TYPICAL_TEST, TYPICAL_TRAIN, Budget, get_budget, prepare_data
 
@@ -207,13 +207,12 @@ def _save_teacher(path: Path, gan: gankd.GAN, cfg: RunConfig, budget: Budget, re
 
 
 def _load_teacher(path: Path, cfg: RunConfig, budget: Budget) -> tuple[gankd.GAN, dict]:
-    payload = gankd.load_checkpoint(path)
-    if isinstance(payload, dict) and payload.get("format") == gankd.modelfile.MODEL_FORMAT:
-        info, state_dict = payload.get("metadata") or {}, payload["state_dict"]
-    elif isinstance(payload, dict) and payload.get("format") == SWEEP_TEACHER_FORMAT:  # written before the one format
-        info, state_dict = payload, payload["state_dict"]
-    else:
-        raise SweepError(f"{path} is not a teacher checkpoint written by this sweep")
+    """The sweep's teacher and its record, from the model file :func:`_save_teacher` wrote (or an earlier sweep
+    teacher, through the model-file upgraders); refused if another budget or config trained it."""
+    try:
+        info, state_dict = read_model_file(path)
+    except (gankd.CheckpointError, FileNotFoundError):
+        raise SweepError(f"{path} is not a teacher checkpoint written by this sweep") from None
     if "record_json" not in info:
         raise SweepError(f"{path} is a model file, but not a teacher written by this sweep (it has no record)")
     _check_budget(str(path), info.get("budget"), info.get("budget_spec"), budget)
