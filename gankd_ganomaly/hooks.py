@@ -1,7 +1,8 @@
 """GANomaly as a :class:`gankd.GANHooks` family: losses of Eq. 2-5, K_l of Eq. 6, latent score."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
@@ -28,8 +29,25 @@ class GanomalyLossWeights:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if value < 0:
-                raise ValueError(f"GanomalyLossWeights.{name} must be >= 0, got {value}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"GanomalyLossWeights.{name} must be a finite number >= 0, got {value!r}")
+        if self.w_con == self.w_enc == self.w_adv == 0:
+            raise ValueError("loss weights w_con, w_enc and w_adv are all 0: the generator would get no training "
+                             "signal (its loss is 0 at every step); give at least one a positive weight (the paper: "
+                             "10, 1, 1)")
+
+    @classmethod
+    def of(cls, weights: "GanomalyLossWeights | Mapping[str, float]") -> "GanomalyLossWeights":
+        """``weights`` as the dataclass: a mapping (a config file's ``{w_con: 20}``) fills the other fields with
+        the paper's defaults; an unknown name is refused, naming the valid ones."""
+        if isinstance(weights, cls):
+            return weights
+        if not isinstance(weights, Mapping):
+            raise ValueError(f"loss weights must be a mapping such as {{w_con: 10, w_enc: 1, w_adv: 1}}, got {weights!r}")
+        unknown = sorted(set(weights) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown loss weights {unknown}; valid: {', '.join(f.name for f in fields(cls))}")
+        return cls(**weights)
 
 
 class GanomalyHooks(GANHooks):
@@ -44,7 +62,7 @@ class GanomalyHooks(GANHooks):
                  latent_dim: int = LATENT_DIM, reinit_threshold: float = 1e-5, image_size: int = IMAGE_SIZE) -> None:
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
-        self.in_channels, self.weights = in_channels, weights
+        self.in_channels, self.weights = in_channels, GanomalyLossWeights.of(weights)
         self.latent_dim, self.reinit_threshold = latent_dim, reinit_threshold
         self.image_size = check_image_size(image_size)
         self.discriminator_resets = 0

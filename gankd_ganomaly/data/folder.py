@@ -281,7 +281,7 @@ def load_folder(root: str | os.PathLike[str], channels: int | None = None, *, ca
 
 def load_image_folder(folder: str | Path, channels: int, size: int = 32) -> tuple[torch.Tensor, list[str]]:
     """PNG/JPEG/BMP/TIFF files of ``folder`` (sorted by name) as (N, channels, size, size) in [-1, 1], and their
-    paths (``folder/name``).
+    paths (``folder/name``). ``folder`` may also be one image file (N = 1).
 
     Decoded as a folder dataset's images (:func:`read_images`): 8- or 16-bit values divided
     by their bit depth's maximum, converted to ``channels`` (1 gray, 3 colour), resized to size x size (bilinear), so
@@ -289,8 +289,14 @@ def load_image_folder(folder: str | Path, channels: int, size: int = 32) -> tupl
     raises a named error giving the path.
     """
     folder = Path(folder)
+    if folder.is_file():
+        if folder.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{str(folder)!r} is not an image file (suffixes {'/'.join(IMAGE_SUFFIXES)}): give an "
+                             "image or a folder of images")
+        images, _ = read_images([folder], channels, size)
+        return images, [str(folder)]
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+        raise FileNotFoundError(f"image file or folder {str(folder)!r} does not exist")
     files = list_images(folder)
     if not files:
         raise ValueError(f"image folder {str(folder)!r} has no {'/'.join(IMAGE_SUFFIXES)} files")
