@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "calibrated threshold, or --threshold).")
     _add_scoring_options(p)
     src = p.add_argument_group("what to score (default: the dataset's test split)")
-    src.add_argument("--images", metavar="DIR", help="a folder of .png/.jpg/.jpeg/.bmp/.tif images")
+    src.add_argument("--images", metavar="PATH", help="an image file, or a folder of .png/.jpg/.jpeg/.bmp/.tif images")
     src.add_argument("--split", choices=("test", "train"), default=None,
                      help="dataset split to score when --images is not given (default: test)")
     p.add_argument("--output", metavar="CSV", default=None, help="write the CSV here (default: standard output)")
