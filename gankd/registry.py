@@ -90,7 +90,12 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._items)
+
+    def in_registration_order(self) -> list[str]:
+        """The registered names, first registered first (e.g. the order a family lists its datasets in)."""
+        return list(self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

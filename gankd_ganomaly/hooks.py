@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from gankd import GAN, DistillationLoss, DistillTerm, GANHooks, Losses, OptimizerConfig, Recipe, Schedule, Stage
 from gankd.functional import squared_error
-from gankd.schedule import PAPER_RECIPE
 
 from .networks import IMAGE_SIZE, LATENT_DIM, GanomalyDiscriminator, GanomalyGenerator, check_image_size
 

@@ -156,7 +156,7 @@ def test_negative_weights(capsys):
         Structure(alpha=-1, beta=1)
     with pytest.raises(ValueError, match=r"DistillTerm weight for 'z1' must be (a finite number )?>= 0, got -0.5"):
         DistillTerm("z1", "l2", -0.5)
-    with pytest.raises(ValueError, match=r"GanomalyLossWeights.w_con must be >= 0, got -10"):
+    with pytest.raises(ValueError, match=r"GanomalyLossWeights.w_con must be a finite number >= 0, got -10"):
         GanomalyLossWeights(w_con=-10)
     with pytest.raises(ConfigError, match=r"loss_weights.w_adv must be a finite number, got nan"):
         RunConfig(loss_weights={"w_adv": math.nan})

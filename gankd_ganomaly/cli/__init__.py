@@ -24,8 +24,8 @@ from gankd.boundary import ArgumentParser, positive_int
 from ..deploy.export import LAYOUTS
 from ..evaluation.flops import paper_student_datasets
 from .errors import run_command
-from .options import (PROG, ArgumentParser, CLIError, _add_exec_options, _add_run_options,  # noqa: F401
-                      _add_scoring_options, add_debug_option, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
+from .options import (PROG, CLIError, add_debug_option, add_exec_options, add_run_options,  # noqa: F401
+                      add_scoring_options, resolve_config)  # CLIError, resolve_config: used by the study commands, tests
 from .scoring import cmd_evaluate, cmd_score
 from .tools import cmd_demo, cmd_export, cmd_flops
 from .training import cmd_distill, cmd_teacher
@@ -44,24 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("teacher", help="train a teacher GAN (GANomaly on its own losses)",
                        description="Train a teacher: the 'teacher' schedule (alpha = beta = 1) on the normal class.")
-    _add_run_options(p, distill=False)
+    add_run_options(p, distill=False)
     p.set_defaults(func=cmd_teacher)
 
     p = sub.add_parser("distill", help="train a student with a structure or schedule, from a teacher checkpoint",
                        description="Train a student GAN with --method (student-alone, KDGAN-1..4, P-KDGAN-*), "
                                    "distilling from --teacher where the method uses one.")
-    _add_run_options(p, distill=True)
+    add_run_options(p, distill=True)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("evaluate", help="AUROC of a checkpoint on a dataset's test split",
                        description="AUROC of a trained model on the test split (label 1 = not the normal class).")
-    _add_scoring_options(p)
+    add_scoring_options(p)
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON (auroc, threshold, "
                    "fpr_at_threshold, tpr_at_threshold, ...)")
     p.add_argument("--plots", metavar="DIR", default=None,
                    help="write roc.png, histogram.png (normal vs novel scores, threshold line) and most_novel.png "
                         "(the most novel test images above their reconstructions) into DIR (needs matplotlib)")
-    _add_exec_options(p, quiet=False)
+    add_exec_options(p, quiet=False)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="per-image anomaly scores (CSV) for a folder of images or a dataset split",
@@ -72,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "index,label,score,is_novel for a built-in dataset split, path,label,score,"
                                    "is_novel for a folder dataset's. is_novel = score > threshold (the model's "
                                    "calibrated threshold, or --threshold).")
-    _add_scoring_options(p)
+    add_scoring_options(p)
     src = p.add_argument_group("what to score (default: the dataset's test split)")
     src.add_argument("--images", metavar="PATH", help="an image file, or a folder of .png/.jpg/.jpeg/.bmp/.tif images")
     src.add_argument("--split", choices=("test", "train"), default=None,
                      help="dataset split to score when --images is not given (default: test)")
     p.add_argument("--output", metavar="CSV", default=None, help="write the CSV here (default: standard output)")
-    _add_exec_options(p, quiet=False)
+    add_exec_options(p, quiet=False)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("flops", help="teacher/student params and FLOPs (fvcore) and their ratios",

@@ -5,23 +5,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gankd.boundary import positive_int
-
 
 PROG = "gankd-ganomaly"
 
 
 class CLIError(Exception):
     """A problem with the command line itself (conflicting options, an occupied output folder)."""
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (the full usage is one ``--help`` away); exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
@@ -33,11 +23,6 @@ def add_debug_option(subparsers: argparse._SubParsersAction) -> None:
 
 def _fmt_count(n: float) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def _widths_arg(text: str) -> list[int]:
@@ -95,7 +80,7 @@ def resolve_config(args: argparse.Namespace, base: dict | None = None, forced: d
     return RunConfig.from_dict(config_data(args, base, forced))
 
 
-def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
+def add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
     from ..data import ALL_DATASETS as DATASETS
     from ..evaluation import BN_MODES
     from ..experiment import METHODS, RunConfig
@@ -174,7 +159,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, distill: bool) -> None:
                    help="train convolutions channels-last: 'auto' (default) for networks whose widths are all >= 8")
     o.add_argument("--compile", action="store_const", const=True, default=S,
                    help="torch.compile the networks (30-50 s of compiling first; no gain measured on CPU, see benchmarks/README.md)")
-    _add_exec_options(o)
+    add_exec_options(o)
 
 
 def _on_off_auto(value: str) -> bool | str:
@@ -194,14 +179,14 @@ def _add_data_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--device", default=S, help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
-def _add_exec_options(o: argparse._ArgumentGroup, quiet: bool = True) -> None:
+def add_exec_options(o: argparse._ArgumentGroup, quiet: bool = True) -> None:
     o.add_argument("--threads", type=positive_int, metavar="N", default=None,
                    help="torch intra-op threads (default: torch's choice); keep it fixed for bitwise-equal resumes")
     if quiet:
         o.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
     from ..data import ALL_DATASETS as DATASETS
     from ..evaluation import BN_MODES
 

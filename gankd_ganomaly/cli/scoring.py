@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 import torch
 
-from .options import CLIError, _check_output_file, _set_threads, resolve_config
+from gankd.run import set_threads
+
+from .options import CLIError, _check_output_file, resolve_config
 
 
 # what evaluate and score use of a config; the other fields describe training and are refused if changed
@@ -169,7 +171,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation import auroc, rates_at_threshold
     from ..experiment import auroc_skip_reason, load_run_data, save_json
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     _check_output_file(args.json, "--json", "eval.json")
     if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise CLIError(f"--plots {args.plots} is a file: give a folder for the PNG files (created if missing)")
@@ -221,7 +223,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..data.folder import load_image_folder
     from ..experiment import load_run_data
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     _check_output_file(args.output, "--output", "scores.csv")
     if args.images:
         given = [option for option, dest in (("--split", "split"), ("--dataset", "dataset"),

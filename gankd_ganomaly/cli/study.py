@@ -219,7 +219,9 @@ PROG = "python -m gankd_ganomaly.reproduce_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import ArgumentParser, add_debug_option
+    from gankd.boundary import ArgumentParser
+
+    from .options import add_debug_option
 
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--traceback", "--debug", dest="traceback", action="store_true",

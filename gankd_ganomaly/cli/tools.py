@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from gankd.run import set_threads
 
 from ..evaluation.flops import compression_report
-from .options import _check_output_file, _fmt_count, _set_threads
+from .options import _check_output_file, _fmt_count
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -42,7 +43,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..study.demo import print_demo_table, run_demo
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     _check_output_file(args.json, "--json", "demo.json")
     result = run_demo(normal_class=args.normal_class, teacher_epochs=args.teacher_epochs,
                       student_epochs=args.student_epochs, batch_size=args.batch_size, lr=args.lr,

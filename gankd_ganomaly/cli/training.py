@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
+from gankd.run import set_threads
 from gankd.runfolder import RunFolder
 
 from ..experiment.config import RUN_FILES
-from .options import CONFIG_FLAGS, PROG, CLIError, _set_threads, config_data
+from .options import CONFIG_FLAGS, PROG, CLIError, config_data
 
 
 def _default_out(cfg) -> Path:
@@ -113,7 +113,7 @@ def cmd_train(args: argparse.Namespace, method: str | None = None) -> int:
     from ..data import validate_images
     from ..experiment import build_gan, load_model, load_run_data, make_hooks, run
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     cfg, out = _prepare_out(args, method)
     cfg, data = load_run_data(cfg)  # a folder's channel count comes from its images
     validate_images(data.train, cfg.in_channels, what=f"{cfg.dataset} train images", image_size=cfg.image_size)

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from gankd.registry import Registry
+
 FOLDER = "folder"
-
-_REGISTRY: dict[str, "DatasetSpec"] = {}
-
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -42,31 +41,34 @@ class DatasetSpec:
         return len(self.class_names)
 
 
+DATASET_REGISTRY: Registry[DatasetSpec] = Registry("dataset")
+
+
 def register(spec: DatasetSpec) -> DatasetSpec:
-    """Add ``spec`` to the registry (a name can be registered once; outside this package, name yours
-    ``package.name``, which no built-in dataset takes)."""
+    """Add ``spec`` to :data:`DATASET_REGISTRY` (gankd's naming policy: a name is registered once; outside this
+    package, name yours ``package.name``, which no built-in dataset takes). The owner named in messages is the
+    module of ``spec.load``."""
     if spec.name == FOLDER:
         raise ValueError(f"{FOLDER!r} is the name of your own image folders (gankd_ganomaly.data.folder); "
                          "register the dataset under another name")
-    if spec.name in _REGISTRY:  # the policy of gankd.registry: built-in names are bare, others 'package.name'
-        first, second = (getattr(s.load, "__module__", "?") for s in (_REGISTRY[spec.name], spec))
-        raise ValueError(f"dataset {spec.name!r} is registered twice: by {first} and by {second}; register yours "
-                         f"as '{second.split('.')[0]}.{spec.name}' (a dotted name, which no built-in dataset takes)")
-    _REGISTRY[spec.name] = spec
+    try:
+        DATASET_REGISTRY.register(spec.name, spec, source=spec.load)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
     return spec
 
 
 def datasets() -> tuple[str, ...]:
     """The registered datasets' names, in registration order."""
-    return tuple(_REGISTRY)
+    return tuple(DATASET_REGISTRY.in_registration_order())
 
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The registry entry of ``name``; a ValueError lists the known datasets."""
-    if name not in _REGISTRY:
-        known = ", ".join(map(repr, (*_REGISTRY, FOLDER)))
+    if name not in DATASET_REGISTRY:
+        known = ", ".join(map(repr, (*datasets(), FOLDER)))
         raise ValueError(f"dataset must be one of {known}; got {name!r}")
-    return _REGISTRY[name]
+    return DATASET_REGISTRY.get(name)
 
 
 def class_names(dataset: str) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(c, h // 2, 2, w // 2, 2, n).permute(0, 2, 4, 1, 3, 5).reshape(4 * c, h // 2, w // 2, n)
 
 
-class _Taps(nn.Module):
+class _BatchLastTaps(nn.Module):
     """The 2x2 taps (4, O, C) and bias (O, 1) of one batch-last layer, and its output width (a holder: looping over
     a ``ModuleList`` of these is how TorchScript runs the 64x64 and 128x128 networks' extra blocks)."""
 
@@ -104,13 +104,13 @@ class BatchLastScorer(nn.Module):
                     self.register_buffer("e1_w0", _taps_4x4_stride2(encoder.w0))
                     self.register_buffer("e1_b0", encoder.b0.unsqueeze(1).contiguous())
                 setattr(self, f"{name}_blocks", nn.ModuleList(
-                    _Taps(_taps_4x4_stride2(w), b.unsqueeze(1).contiguous()) for w, b in layers[1:]))
+                    _BatchLastTaps(_taps_4x4_stride2(w), b.unsqueeze(1).contiguous()) for w, b in layers[1:]))
                 self.register_buffer(f"{name}_head", encoder.head)  # (latent, c3*16), columns (c, h, w)
             self.register_buffer("d_w0", plain.decoder.w0)  # (c3*16, latent), rows (c, h, w)
             self.register_buffer("d_b0", plain.decoder.b0.unsqueeze(1).contiguous())
             ups = _fold_decoder(generator.decoder)[1][:-1]  # the stride-2 layers before the output layer
             self.ups = nn.ModuleList(
-                _Taps(_taps_2x2(_layout(_phase_weight(w, phase_major=True), False)),
+                _BatchLastTaps(_taps_2x2(_layout(_phase_weight(w, phase_major=True), False)),
                       _layout(b.repeat(4).unsqueeze(1), False), int(w.shape[1])) for w, b in ups)
             tail = plain.tail
             assert isinstance(tail, _PhaseTail)
