@@ -105,7 +105,9 @@ def teacher_path(out_dir: str | Path, dataset: str, normal_class: int, seed: int
 
 
 @dataclass
-class _Job:
+class SweepJob:
+    """One run of a sweep's grid: a (dataset, normal class, seed, method), with a rough time estimate."""
+
     dataset: str
     normal_class: int
     seed: int
@@ -233,8 +235,8 @@ def run_sweep(
     classes: Sequence[int] | Mapping[str, Sequence[int]] | None,
     methods: Sequence[str],
     seeds: Sequence[int],
-    budget: str | Budget,
-    out_dir: str | Path,
+    budget: str | Budget = "cpu",
+    out_dir: str | Path = "runs/reproduce",
     data_root: str | Path | None = None,
     device: str = "cpu",
     *,
@@ -271,6 +273,48 @@ def run_sweep(
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if threads:
         torch.set_num_threads(int(threads))
+    jobs, skipped = plan_sweep(datasets, classes, methods, seeds, budget, out, existing_teachers=existing_teachers,
+                               shard=shard)
+    summary = SweepSummary(out_dir=str(out), budget=budget.name, skipped=skipped)
+    total_est = sum(j.est_ms for j in jobs) or 1.0
+    part = f", part {shard[0]}/{shard[1]} of the grid" if shard is not None else ""
+    say(f"sweep: budget {budget.name}{part}, {len(jobs)} run(s) to do, {len(summary.skipped)} record(s) already "
+        f"there (skipped), out {out}; rough ETA {_fmt_s(total_est / 1e3)} on one core")
+    if dry_run:
+        for i, job in enumerate(jobs, 1):
+            say(f"[{i}/{len(jobs)}] would run {_label(job.dataset, job.normal_class, job.seed, job.method)} "
+                f"(~{_fmt_s(job.est_ms / 1e3)})")
+        return summary
+    runner = SweepRunner(out, budget, summary, data_root=data_root, cifar_root=cifar_root, cifar_jpeg=cifar_jpeg,
+                         device=device, bn_mode=bn_mode, command=command, epoch_log=epoch_log, on_record=on_record,
+                         say=say)
+    start, done_est = time.perf_counter(), 0.0
+    for i, job in enumerate(jobs, 1):
+        tag = f"[{i:>{len(str(len(jobs)))}}/{len(jobs)}]"
+        label = _label(job.dataset, job.normal_class, job.seed, job.method)
+        say(f"{tag} start {label} (budget {budget.name})")
+        t0 = time.perf_counter()
+        status = runner.run(job)
+        done_est += job.est_ms
+        if status is None:  # skipped or failed: the runner said why
+            continue
+        elapsed = time.perf_counter() - start
+        eta = elapsed / done_est * (total_est - done_est) if done_est > 0 else float("nan")
+        say(f"{tag} done  {label}: {status} in {time.perf_counter() - t0:.1f}s | elapsed {_fmt_s(elapsed)}, "
+            f"ETA {_fmt_s(eta) if eta == eta else '?'}")
+    summary.wall_s = time.perf_counter() - start
+    say(f"sweep: {len(summary.ran)} record(s) written, {len(summary.skipped)} skipped, {len(summary.failed)} failed, "
+        f"{len(summary.blocked)} blocked, in {_fmt_s(summary.wall_s)}")
+    return summary
+
+
+def plan_sweep(datasets: Sequence[str], classes: Sequence[int] | Mapping[str, Sequence[int]] | None,
+               methods: Sequence[str], seeds: Sequence[int], budget: Budget, out: Path, *,
+               existing_teachers: bool = False, shard: tuple[int, int] | None = None,
+               ) -> tuple[list[SweepJob], list[str]]:
+    """``(jobs, records already there)``: every missing run of the grid in order, each teacher before the students
+    that need it (see :func:`run_sweep` for ``existing_teachers`` and ``shard``); checks the arguments and that
+    the records found were written at ``budget``. Reads only."""
     for d in datasets:
         if d not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {d!r}")
@@ -280,6 +324,8 @@ def run_sweep(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("give at least one seed")
+    if shard is not None and not (len(shard) == 2 and 1 <= shard[0] <= shard[1]):
+        raise ValueError(f"shard must be K/N with 1 <= K <= N; got {shard!r}")
 
     def classes_of(dataset: str) -> list[int]:
         chosen = classes.get(dataset, []) if isinstance(classes, Mapping) else classes
@@ -291,194 +337,175 @@ def run_sweep(
                 raise ValueError(f"normal classes are 0..9; got {c}")
         return class_list
 
-    for d in datasets:
-        classes_of(d)
-    if shard is not None and not (len(shard) == 2 and 1 <= shard[0] <= shard[1]):
-        raise ValueError(f"shard must be K/N with 1 <= K <= N; got {shard!r}")
-    summary = SweepSummary(out_dir=str(out), budget=budget.name)
-    cell = 0  # the (dataset, class, seed) cell's number in grid order, for the shard
-
-    def in_shard(number: int) -> bool:
+    def in_shard(number: int) -> bool:  # the (dataset, class, seed) cell's number in grid order
         return shard is None or number % shard[1] == shard[0] - 1
 
-    # --- plan: every record that is missing, plus teachers that must be trained for pending students -----------
-    jobs: list[_Job] = []
+    def found(path: Path) -> bool:
+        existing = _read_record(path) if path.is_file() else None
+        if existing is not None:
+            _check_budget(str(path), existing.get("budget"), existing.get("budget_spec"), budget)
+            skipped.append(str(path))
+        return existing is not None
+
+    def needs_teacher(method: str) -> bool:
+        return method != "teacher" and method_schedule(method, method_config(method, budget)).needs_teacher
+
+    for d in datasets:
+        classes_of(d)
+    jobs: list[SweepJob] = []
+    skipped: list[str] = []
+    cell = 0
     for dataset in datasets:
         for c in classes_of(dataset):
-            for method in methods:
-                if method in BASELINES and in_shard(cell):
-                    path = record_path(out, dataset, c, method, 0)
-                    existing = _read_record(path) if path.is_file() else None
-                    if existing is not None:
-                        _check_budget(str(path), existing.get("budget"), existing.get("budget_spec"), budget)
-                        summary.skipped.append(str(path))
-                    else:
-                        jobs.append(_Job(dataset, c, 0, method))
+            if in_shard(cell):  # a class's baselines go with its first seed's cell
+                jobs += [SweepJob(dataset, c, 0, m) for m in methods
+                         if m in BASELINES and not found(record_path(out, dataset, c, m, 0))]
             for seed in seeds:
                 cell += 1
                 if not in_shard(cell - 1):
                     continue
-                pending = []
-                for method in methods:
-                    if method in BASELINES:
-                        continue
-                    path = record_path(out, dataset, c, method, seed)
-                    existing = _read_record(path) if path.is_file() else None
-                    if existing is not None:
-                        _check_budget(str(path), existing.get("budget"), existing.get("budget_spec"), budget)
-                        summary.skipped.append(str(path))
-                    else:
-                        pending.append(method)
-                needs_teacher = any(m != "teacher" and method_schedule(m, method_config(m, budget)).needs_teacher
-                                    for m in pending)
+                pending = [m for m in methods if m not in BASELINES
+                           and not found(record_path(out, dataset, c, m, seed))]
                 has_ckpt = teacher_path(out, dataset, c, seed, budget.name).is_file()
                 teacher_file = record_path(out, dataset, c, "teacher", seed)
                 teacher_record = _read_record(teacher_file) if teacher_file.is_file() else None
                 teacher_failed = teacher_record is not None and teacher_record.get("status") == "failed"
                 if existing_teachers and not has_ckpt:
                     # another process trains the teachers: leave students whose teacher is not there yet
-                    pending = [m for m in pending if m != "teacher"
-                               and not method_schedule(m, method_config(m, budget)).needs_teacher]
-                elif "teacher" in pending or (needs_teacher and not has_ckpt and not teacher_failed):
+                    pending = [m for m in pending if m != "teacher" and not needs_teacher(m)]
+                elif "teacher" in pending or (any(map(needs_teacher, pending)) and not has_ckpt and not teacher_failed):
                     pending = ["teacher", *[m for m in pending if m != "teacher"]]
-                jobs.extend(_Job(dataset, c, seed, m) for m in pending)
+                jobs.extend(SweepJob(dataset, c, seed, m) for m in pending)
     for job in jobs:
         job.est_ms = _estimate_ms(job.dataset, job.method, budget)
         if job.method == "teacher" and teacher_path(out, job.dataset, job.normal_class, job.seed,
                                                     budget.name).is_file():
             job.est_ms = 0.0  # only its record is rewritten from the checkpoint
-    total_est = sum(j.est_ms for j in jobs) or 1.0
-    part = f", part {shard[0]}/{shard[1]} of the grid" if shard is not None else ""
-    say(f"sweep: budget {budget.name}{part}, {len(jobs)} run(s) to do, {len(summary.skipped)} record(s) already "
-        f"there (skipped), out {out}; rough ETA {_fmt_s(total_est / 1e3)} on one core")
-    if dry_run:
-        for i, job in enumerate(jobs, 1):
-            say(f"[{i}/{len(jobs)}] would run {_label(job.dataset, job.normal_class, job.seed, job.method)} "
-                f"(~{_fmt_s(job.est_ms / 1e3)})")
-        return summary
+    return jobs, skipped
 
-    start = time.perf_counter()
-    done_est = 0.0
-    data_cache: dict[tuple[str, int], tuple[OneClassData, dict]] = {}
-    teachers: dict[tuple[str, int, int], gankd.GAN | None] = {}
-    teacher_records: dict[tuple[str, int, int], dict] = {}
 
-    def data_for(dataset: str, c: int) -> tuple[OneClassData, dict]:
+class SweepRunner:
+    """Executes planned :class:`SweepJob` s one by one: loads each class's data once (one class in memory at a
+    time), trains or restores each teacher once, runs the method through :func:`gankd_ganomaly.experiment.run`
+    and writes its record atomically (``on_record(path, record)`` after each)."""
+
+    def __init__(self, out: Path, budget: Budget, summary: SweepSummary, *, data_root: str | Path | None,
+                 cifar_root: str | Path | None, cifar_jpeg: bool, device: str, bn_mode: str, command: str | None,
+                 epoch_log: bool, on_record: Callable[[Path, dict], None] | None, say: Callable[[str], None]) -> None:
+        self.out, self.budget, self.summary, self.say = out, budget, summary, say
+        self.data_root, self.cifar_root, self.cifar_jpeg = data_root, cifar_root, cifar_jpeg
+        self.device, self.bn_mode, self.command = device, bn_mode, command
+        self.epoch_log, self.on_record = epoch_log, on_record
+        self.data_cache: dict[tuple[str, int], tuple[OneClassData, dict]] = {}
+        self.teachers: dict[tuple[str, int, int], gankd.GAN | None] = {}
+        self.teacher_records: dict[tuple[str, int, int], dict] = {}
+
+    def data_for(self, dataset: str, c: int) -> tuple[OneClassData, dict]:
         key = (dataset, c)
-        if key not in data_cache:
-            data_cache.clear()  # one class in memory at a time
-            root = cifar_root if (dataset == "cifar10" and cifar_root is not None) else data_root
+        if key not in self.data_cache:
+            self.data_cache.clear()  # one class in memory at a time
+            root = self.cifar_root if (dataset == "cifar10" and self.cifar_root is not None) else self.data_root
             raw = load_one_class(dataset, c, root=root)
-            data, info = prepare_data(raw, budget)
+            data, info = prepare_data(raw, self.budget)
             info["data_root"] = None if dataset == "digits" else str(resolve_root(root))
             info["data_source"] = raw.source
             info["lossy_cifar10_jpeg"] = False
             if dataset == "cifar10":
-                info.update(cifar10_provenance(root, cifar_jpeg))
+                info.update(cifar10_provenance(root, self.cifar_jpeg))
                 if info["lossy_cifar10_jpeg"]:
                     info["data_source"] = f"{raw.source} (JPEG-recompressed copy of CIFAR-10: lossy pixels)"
-            data_cache[key] = (data, info)
-        return data_cache[key]
+            self.data_cache[key] = (data, info)
+        return self.data_cache[key]
 
-    def base_record(job: _Job, data: OneClassData, info: dict) -> dict:
+    def base_record(self, job: SweepJob, data: OneClassData, info: dict) -> dict:
         return {"record_format": RECORD_FORMAT, "record_format_version": 1, "status": "ok",
-                "budget": budget.name, "budget_spec": budget.to_dict(), "command": command,
-                "device": device, "torch_threads": torch.get_num_threads(),
+                "budget": self.budget.name, "budget_spec": self.budget.to_dict(), "command": self.command,
+                "device": self.device, "torch_threads": torch.get_num_threads(),
                 "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "dataset": job.dataset, "normal_class": job.normal_class, "class_name": data.class_name,
                 "method": job.method, "seed": job.seed, **info}
 
-    def cfg_for(job: _Job, info: dict) -> RunConfig:
-        return method_config(job.method, budget, dataset=job.dataset, normal_class=job.normal_class, seed=job.seed,
-                             bn_mode=bn_mode, data_root=info.get("data_root"), device=device)
+    def config(self, job: SweepJob, info: dict) -> RunConfig:
+        return method_config(job.method, self.budget, dataset=job.dataset, normal_class=job.normal_class,
+                             seed=job.seed, bn_mode=self.bn_mode, data_root=info.get("data_root"), device=self.device)
 
-    def write(job: _Job, record: dict) -> Path:
-        path = record_path(out, job.dataset, job.normal_class, job.method, job.seed)
+    def write(self, job: SweepJob, record: dict) -> Path:
+        path = record_path(self.out, job.dataset, job.normal_class, job.method, job.seed)
         gankd.atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-        summary.ran.append(str(path))
-        if on_record is not None:
-            on_record(path, record)
+        self.summary.ran.append(str(path))
+        if self.on_record is not None:
+            self.on_record(path, record)
         return path
 
-    for i, job in enumerate(jobs, 1):
-        tag = f"[{i:>{len(str(len(jobs)))}}/{len(jobs)}]"
+    def run(self, job: SweepJob) -> str | None:
+        """Run one job; returns its status line, or None when it was skipped or failed (said already)."""
+        data, info = self.data_for(job.dataset, job.normal_class)
         label = _label(job.dataset, job.normal_class, job.seed, job.method)
-        tkey = (job.dataset, job.normal_class, job.seed)
-        say(f"{tag} start {label} (budget {budget.name})")
-        t0 = time.perf_counter()
-        data, info = data_for(job.dataset, job.normal_class)
         if job.method in BASELINES:
-            result = run_baseline(job.method, data.train, data.test, data.test_labels)
-            record = {**base_record(job, data, info), "auroc_last": result["auroc"], "auroc_per_epoch": [],
-                      "hyperparameters": result["hyperparameters"], "schedule": None, "epochs_per_stage": [],
-                      "batch_size": None, "lr": None, "bn_mode_at_test": None, "params": None, "flops": None,
-                      "wall_s": result["fit_s"], "version": gankd.__version__,
-                      "config": {"baseline": job.method, **result["hyperparameters"]},
-                      "note": "deterministic: run once per class, recorded as seed 0"}
-            write(job, record)
-            status = f"AUROC {record['auroc_last']:.4f}"
-        else:
-            cfg = cfg_for(job, info)
-            tfile = teacher_path(out, job.dataset, job.normal_class, job.seed, budget.name)
-            teacher = None
-            extra: dict[str, Any] = {}
-            if job.method == "teacher" and tfile.is_file():
-                # killed after the checkpoint was written but before the record: the checkpoint carries it
-                teachers[tkey], teacher_records[tkey] = _load_teacher(tfile, cfg, budget)
-                write(job, teacher_records[tkey])
-                done_est += job.est_ms
-                say(f"{tag} done  {label}: record restored from {tfile.name} "
-                    f"(AUROC(last) {teacher_records[tkey]['auroc_last']:.4f})")
-                continue
-            schedule = method_schedule(job.method, cfg)
-            if job.method != "teacher" and schedule.needs_teacher:
-                if tkey not in teachers:
-                    teachers[tkey] = None
-                    if tfile.is_file():
-                        teachers[tkey], teacher_records[tkey] = _load_teacher(
-                            tfile, cfg_for(_Job(job.dataset, job.normal_class, job.seed, "teacher"), info), budget)
-                teacher = teachers[tkey]
-                if teacher is None:
-                    summary.blocked.append(label)
-                    say(f"{tag} skip  {label}: its teacher failed or is missing")
-                    done_est += job.est_ms
-                    continue
-                extra["teacher_checkpoint"] = str(tfile.relative_to(out))
-                extra["teacher_auroc_last"] = teacher_records.get(tkey, {}).get("auroc_last")
-            try:
-                record, trained = run(cfg, data, teacher, verbose=epoch_log, log_prefix=f"[{job.method}] ",
-                                      schedule=schedule if job.method in CONTROL_METHODS else None)
-            except (gankd.NonFiniteLossError, FloatingPointError) as err:
-                record = {**base_record(job, data, info), "status": "failed", "error": f"{type(err).__name__}: {err}",
-                          "auroc_last": None, "auroc_per_epoch": [], "config": cfg.to_dict(),
-                          "version": gankd.__version__, "wall_s": time.perf_counter() - t0, **extra}
-                write(job, record)
-                summary.failed.append(label)
-                if job.method == "teacher":
-                    teachers[tkey] = None
-                say(f"{tag} FAILED {label}: {record['error']}")
-                done_est += job.est_ms
-                continue
-            record = {**base_record(job, data, info), **record, **extra, "method": job.method,
-                      **recipe_fields(job.method),
-                      "data_source": info["data_source"],
-                      "epochs_per_stage": [s["epochs"] for s in record["schedule"]["stages"]]}
+            return self._baseline(job, data, info)
+        tkey = (job.dataset, job.normal_class, job.seed)
+        tfile = teacher_path(self.out, job.dataset, job.normal_class, job.seed, self.budget.name)
+        cfg = self.config(job, info)
+        if job.method == "teacher" and tfile.is_file():
+            # killed after the checkpoint was written but before the record: the checkpoint carries it
+            self.teachers[tkey], self.teacher_records[tkey] = _load_teacher(tfile, cfg, self.budget)
+            self.write(job, self.teacher_records[tkey])
+            return f"record restored from {tfile.name} (AUROC(last) {self.teacher_records[tkey]['auroc_last']:.4f})"
+        schedule = method_schedule(job.method, cfg)
+        teacher, extra = None, {}
+        if job.method != "teacher" and schedule.needs_teacher:
+            teacher = self._teacher(job, info, tfile)
+            if teacher is None:
+                self.summary.blocked.append(label)
+                self.say(f"skip  {label}: its teacher failed or is missing")
+                return None
+            extra = {"teacher_checkpoint": str(tfile.relative_to(self.out)),
+                     "teacher_auroc_last": self.teacher_records.get(tkey, {}).get("auroc_last")}
+        t0 = time.perf_counter()
+        try:
+            record, trained = run(cfg, data, teacher, verbose=self.epoch_log, log_prefix=f"[{job.method}] ",
+                                  schedule=schedule if job.method in CONTROL_METHODS else None)
+        except (gankd.NonFiniteLossError, FloatingPointError) as err:
+            record = {**self.base_record(job, data, info), "status": "failed", "error": f"{type(err).__name__}: {err}",
+                      "auroc_last": None, "auroc_per_epoch": [], "config": cfg.to_dict(),
+                      "version": gankd.__version__, "wall_s": time.perf_counter() - t0, **extra}
+            self.write(job, record)
+            self.summary.failed.append(label)
             if job.method == "teacher":
-                record["teacher_checkpoint"] = str(tfile.relative_to(out))
-                _save_teacher(tfile, trained, cfg, budget, record)  # checkpoint first: it also carries the record
-                teachers[tkey], teacher_records[tkey] = trained, record
-            write(job, record)
-            status = f"AUROC(last) {record['auroc_last']:.4f}"
-        done_est += job.est_ms
-        elapsed = time.perf_counter() - start
-        remaining = total_est - done_est
-        eta = elapsed / done_est * remaining if done_est > 0 else float("nan")
-        say(f"{tag} done  {label}: {status} in {time.perf_counter() - t0:.1f}s | elapsed {_fmt_s(elapsed)}, "
-            f"ETA {_fmt_s(eta) if eta == eta else '?'}")
-    summary.wall_s = time.perf_counter() - start
-    say(f"sweep: {len(summary.ran)} record(s) written, {len(summary.skipped)} skipped, {len(summary.failed)} failed, "
-        f"{len(summary.blocked)} blocked, in {_fmt_s(summary.wall_s)}")
-    return summary
+                self.teachers[tkey] = None
+            self.say(f"FAILED {label}: {record['error']}")
+            return None
+        record = {**self.base_record(job, data, info), **record, **extra, "method": job.method,
+                  **recipe_fields(job.method), "data_source": info["data_source"],
+                  "epochs_per_stage": [s["epochs"] for s in record["schedule"]["stages"]]}
+        if job.method == "teacher":
+            record["teacher_checkpoint"] = str(tfile.relative_to(self.out))
+            _save_teacher(tfile, trained, cfg, self.budget, record)  # checkpoint first: it also carries the record
+            self.teachers[tkey], self.teacher_records[tkey] = trained, record
+        self.write(job, record)
+        return f"AUROC(last) {record['auroc_last']:.4f}"
+
+    def _teacher(self, job: SweepJob, info: dict, tfile: Path) -> gankd.GAN | None:
+        """The trained teacher of the job's (dataset, class, seed): trained earlier in this sweep, or read from its
+        checkpoint once; None when it failed or is missing."""
+        tkey = (job.dataset, job.normal_class, job.seed)
+        if tkey not in self.teachers:
+            self.teachers[tkey] = None
+            if tfile.is_file():
+                self.teachers[tkey], self.teacher_records[tkey] = _load_teacher(
+                    tfile, self.config(SweepJob(job.dataset, job.normal_class, job.seed, "teacher"), info), self.budget)
+        return self.teachers[tkey]
+
+    def _baseline(self, job: SweepJob, data: OneClassData, info: dict) -> str:
+        result = run_baseline(job.method, data.train, data.test, data.test_labels)
+        record = {**self.base_record(job, data, info), "auroc_last": result["auroc"], "auroc_per_epoch": [],
+                  "hyperparameters": result["hyperparameters"], "schedule": None, "epochs_per_stage": [],
+                  "batch_size": None, "lr": None, "bn_mode_at_test": None, "params": None, "flops": None,
+                  "wall_s": result["fit_s"], "version": gankd.__version__,
+                  "config": {"baseline": job.method, **result["hyperparameters"]},
+                  "note": "deterministic: run once per class, recorded as seed 0"}
+        self.write(job, record)
+        return f"AUROC {record['auroc_last']:.4f}"
 
 
 def parse_list(text: str | Sequence[Any] | None, kind: Callable[[str], Any] = str,
