@@ -26,6 +26,12 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN/Inf; the message names stage, epoch, step and the loss term."""
 
 
+# The engine's optimizer keys are the four networks' ("teacher.generator", ..., as ``Stage.optimizers`` names
+# them) and K's own parameters' (adaptors). The generator step updates GENERATOR_STEP; a discriminator step its own.
+DISTILLATION = "distillation"
+GENERATOR_STEP = frozenset({"teacher.generator", "student.generator", DISTILLATION})
+
+
 @dataclass
 class StageState:
     """What the engine derived from a stage's structure: optimizers per trainable network."""
@@ -299,7 +305,7 @@ class DistillationEngine:
             k.train(True)
             state.distillation = k
             if k.has_parameters():  # adaptors train with the student generator, at its settings
-                state.optimizers["distillation"] = stage.optimizer_for("student.generator").build(k.parameters())
+                state.optimizers[DISTILLATION] = stage.optimizer_for("student.generator").build(k.parameters())
             if k.taps:
                 state.taps = _Taps(k.taps, {who: gan.generator for who, gan in
                                             (("teacher", self.teacher), ("student", self.student)) if gan})
@@ -355,63 +361,83 @@ class DistillationEngine:
     def train_step(self, state: StageState, batch: Any, where: tuple[int, int] = (0, 0)) -> dict[str, torch.Tensor]:
         """One optimisation step of the stage; returns detached loss values for logging.
 
-        With ``mixed_precision``, forwards and losses run under ``torch.autocast``; backward passes and
-        optimizer steps do not."""
-        s, hooks = state.structure, self.hooks
+        Three parts: both generators' forwards on the same inputs (:meth:`_generator_outputs`), one step of every
+        generator the structure trains on its weighted objective (:meth:`_generator_objective`), then the
+        discriminators' steps (:meth:`_discriminator_steps`). With ``mixed_precision``, forwards and losses run
+        under ``torch.autocast``; backward passes and optimizer steps do not."""
         logged: dict[str, torch.Tensor] = {}
         with self._autocast():
-            inputs = hooks.generator_inputs(batch)
-            t_out: dict[str, torch.Tensor] = {}
-            s_out: dict[str, torch.Tensor] = {}
-            if s.needs_teacher:
-                with torch.no_grad() if s.teacher_frozen else nullcontext():
-                    t_out = self._forward(state.g_views["teacher"].generator, inputs, "teacher")
-                if state.taps is not None:
-                    t_out.update(state.taps.take("teacher"))
-            if s.needs_student:
-                with nullcontext() if s.trains_student_generator else torch.no_grad():
-                    s_out = self._forward(state.g_views["student"].generator, inputs, "student")
-                if state.taps is not None:
-                    s_out.update(state.taps.take("student"))
-            if s.lam and state.distillation is not None and state.distillation.views:
-                self._view_outputs(state, inputs, t_out, s_out)
-            t_keys, s_keys = tuple(t_out), tuple(s_out)  # before the loss hooks add their intermediates
-
-            objective: list[torch.Tensor] = []
-            if s.alpha:
-                losses = _checked_losses(hooks.generator_loss(state.g_views["teacher"], batch, t_out), hooks,
-                                         "generator_loss", "teacher")
-                objective.append(s.alpha * self._log(logged, "L_g^T", losses))
-            if s.mu:
-                losses = _checked_losses(hooks.generator_loss(state.g_views["student"], batch, s_out), hooks,
-                                         "generator_loss", "student")
-                objective.append(s.mu * self._log(logged, "L_g^S", losses))
-            if s.lam:
-                assert state.distillation is not None
-                terms, total = state.distillation(t_out, s_out)
-                objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
-            total_g = (torch.stack(objective).sum() if len(objective) > 1 else objective[0]) if objective else None
+            t_out, s_out = self._generator_outputs(state, self.hooks.generator_inputs(batch))
+            keys = {"teacher": tuple(t_out), "student": tuple(s_out)}  # before the loss hooks add intermediates
+            total_g = self._generator_objective(state, batch, t_out, s_out, logged)
         if total_g is not None:
             self._check_finite(state, where, logged, total_g)
-            self._step([o for n, o in state.optimizers.items() if n.endswith("generator") or n == "distillation"],
+            self._step([o for name, o in state.optimizers.items() if name in GENERATOR_STEP],
                        total_g, state.stage.grad_clip)
+        self._discriminator_steps(state, batch, where, {"teacher": t_out, "student": s_out}, keys, logged)
+        return logged
 
-        for flag, who, outputs, keys, tag in ((s.beta, "teacher", t_out, t_keys, "L_d^T"),
-                                              (s.nu, "student", s_out, s_keys, "L_d^S")):
+    def _generator_outputs(self, state: StageState, inputs: Any) -> tuple[dict[str, torch.Tensor],
+                                                                           dict[str, torch.Tensor]]:
+        """``(teacher outputs, student outputs)`` of the structure's generators on the same ``inputs`` (a frozen
+        teacher under ``no_grad``), with tapped intermediate features and the distillation views added."""
+        s = state.structure
+        t_out: dict[str, torch.Tensor] = {}
+        s_out: dict[str, torch.Tensor] = {}
+        if s.needs_teacher:
+            with torch.no_grad() if s.teacher_frozen else nullcontext():
+                t_out = self._forward(state.g_views["teacher"].generator, inputs, "teacher")
+            if state.taps is not None:
+                t_out.update(state.taps.take("teacher"))
+        if s.needs_student:
+            with nullcontext() if s.trains_student_generator else torch.no_grad():
+                s_out = self._forward(state.g_views["student"].generator, inputs, "student")
+            if state.taps is not None:
+                s_out.update(state.taps.take("student"))
+        if s.lam and state.distillation is not None and state.distillation.views:
+            self._view_outputs(state, inputs, t_out, s_out)
+        return t_out, s_out
+
+    def _generator_objective(self, state: StageState, batch: Any, t_out: dict[str, torch.Tensor],
+                             s_out: dict[str, torch.Tensor], logged: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """alpha L_g^T + mu L_g^S + lambda K (Eq. 7's generator terms the structure switches on), or None."""
+        s, hooks = state.structure, self.hooks
+        objective: list[torch.Tensor] = []
+        if s.alpha:
+            losses = _checked_losses(hooks.generator_loss(state.g_views["teacher"], batch, t_out), hooks,
+                                     "generator_loss", "teacher")
+            objective.append(s.alpha * self._log(logged, "L_g^T", losses))
+        if s.mu:
+            losses = _checked_losses(hooks.generator_loss(state.g_views["student"], batch, s_out), hooks,
+                                     "generator_loss", "student")
+            objective.append(s.mu * self._log(logged, "L_g^S", losses))
+        if s.lam:
+            assert state.distillation is not None
+            terms, total = state.distillation(t_out, s_out)
+            objective.append(s.lam * self._log(logged, "K", Losses(total, terms)))
+        if not objective:
+            return None
+        return torch.stack(objective).sum() if len(objective) > 1 else objective[0]
+
+    def _discriminator_steps(self, state: StageState, batch: Any, where: tuple[int, int],
+                             outputs: dict[str, dict[str, torch.Tensor]], keys: dict[str, tuple[str, ...]],
+                             logged: dict[str, torch.Tensor]) -> None:
+        """beta L_d^T and nu L_d^S: ``d_steps`` steps of each discriminator the structure trains."""
+        s = state.structure
+        for flag, who, tag in ((s.beta, "teacher", "L_d^T"), (s.nu, "student", "L_d^S")):
             if not flag:
                 continue
             for d_step in range(state.stage.d_steps):
                 # later steps see only the generator's outputs: what the loss hooks cached (e.g. D(x) of the
                 # generator step) belongs to a graph the first backward has freed
-                step_outputs = outputs if d_step == 0 else {k: outputs[k] for k in keys}
+                step_outputs = outputs[who] if d_step == 0 else {k: outputs[who][k] for k in keys[who]}
                 with self._autocast():
-                    losses = _checked_losses(hooks.discriminator_loss(state.d_views[who], batch, step_outputs),
-                                             hooks, "discriminator_loss", who)
+                    losses = _checked_losses(self.hooks.discriminator_loss(state.d_views[who], batch, step_outputs),
+                                             self.hooks, "discriminator_loss", who)
                     total_d = flag * self._log(logged, tag, losses)
                 self._check_finite(state, where, logged, total_d)
                 self._step([state.optimizers[f"{who}.discriminator"]], total_d, state.stage.grad_clip)
                 self._after_discriminator_step(who, losses)
-        return logged
 
     def _autocast(self):
         """``torch.autocast`` at the engine's ``mixed_precision`` dtype, or nothing (the default)."""
