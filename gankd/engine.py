@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
@@ -17,6 +17,7 @@ from .hooks import GAN, GANHooks, Losses
 from .schedule import Schedule, Stage, build_lr_scheduler
 from .width_rule import apply_init, build_optimizer, describe_groups, initialise
 from .structure import Structure
+from .taps import OutputTaps, frozen_batchnorm_stats
 
 if TYPE_CHECKING:  # annotations only: callbacks build on the engine, the engine only calls them
     from .callbacks import Callback
@@ -41,7 +42,7 @@ class StageState:
     optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
     # The stage's K: its own (``stage.distillation``, fresh adaptors) or the engine's.
     distillation: DistillationLoss | None = None
-    taps: "_Taps | None" = None
+    taps: OutputTaps | None = None
     schedulers: dict[str, Any] = field(default_factory=dict)  # per optimizer, when the stage has lr_schedule
     scales: dict[str, dict] = field(default_factory=dict)  # per network its stage's lr_rule covers
     # What the loss hooks receive for the generator step and the discriminator step. Single-process:
@@ -307,7 +308,7 @@ class DistillationEngine:
             if k.has_parameters():  # adaptors train with the student generator, at its settings
                 state.optimizers[DISTILLATION] = stage.optimizer_for("student.generator").build(k.parameters())
             if k.taps:
-                state.taps = _Taps(k.taps, {who: gan.generator for who, gan in
+                state.taps = OutputTaps(k.taps, {who: gan.generator for who, gan in
                                             (("teacher", self.teacher), ("student", self.student)) if gan})
         if stage.lr_schedule is not None:
             state.schedulers = {name: build_lr_scheduler(opt, stage.lr_schedule, stage.epochs)
@@ -461,9 +462,9 @@ class DistillationEngine:
         s = state.structure
         teacher_g, student_g = state.g_views["teacher"].generator, state.g_views["student"].generator
         for view, view_inputs in state.distillation.view_inputs(inputs).items():
-            with _frozen_batchnorm_stats(teacher_g), torch.no_grad():
+            with frozen_batchnorm_stats(teacher_g), torch.no_grad():
                 t_out.update({f"{view}/{k}": v for k, v in self._forward(teacher_g, view_inputs, "teacher").items()})
-            with _frozen_batchnorm_stats(student_g), nullcontext() if s.trains_student_generator else torch.no_grad():
+            with frozen_batchnorm_stats(student_g), nullcontext() if s.trains_student_generator else torch.no_grad():
                 s_out.update({f"{view}/{k}": v for k, v in self._forward(student_g, view_inputs, "student").items()})
 
     def _after_discriminator_step(self, who: str, losses: Losses) -> None:
@@ -535,23 +536,6 @@ def _checked_losses(value: Any, hooks: GANHooks, hook: str, who: str) -> Losses:
                        and torch.is_tensor(value[0]) else ""))
 
 
-@contextmanager
-def _frozen_batchnorm_stats(module: torch.nn.Module):
-    """Batch norm layers normalise with the batch (in train mode) but do not update their running statistics."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
-             for m in norms]
-    for m in norms:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (momentum, tracked) in zip(norms, saved):
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
-
-
 def _load_distillation_state(loss: DistillationLoss, state: dict) -> None:
     """``load_state_dict`` for K: its stateful terms may size their buffers from the checkpoint (statistics
     of a shape seen only at the first batch), which a shape-checking loader would refuse."""
@@ -574,39 +558,6 @@ def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
             for key, value in optimizer.state.get(p, {}).items():
                 if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
                     optimizer.state[p][key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
-
-
-class _Taps:
-    """Forward hooks that keep the output of named generator submodules for distillation terms
-    (``"@encoder1.features"``), per GAN, until the step takes them."""
-
-    def __init__(self, names: Sequence[str], generators: dict[str, torch.nn.Module]) -> None:
-        self.captured: dict[str, dict[str, torch.Tensor]] = {who: {} for who in generators}
-        self.handles = []
-        for who, generator in generators.items():
-            for name in names:
-                try:
-                    module = generator.get_submodule(name)
-                except AttributeError:
-                    children = [n for n, _ in generator.named_children()]
-                    raise ValueError(f"distillation term output '@{name}': the {who} generator has no submodule "
-                                     f"{name!r}; its top-level submodules are {children} (name nested ones "
-                                     "with dots, as in named_modules())") from None
-                self.handles.append(module.register_forward_hook(self._keep(who, "@" + name)))
-
-    def _keep(self, who: str, key: str):
-        def hook(module, args, output):
-            self.captured[who][key] = output
-        return hook
-
-    def take(self, who: str) -> dict[str, torch.Tensor]:
-        out, self.captured[who] = self.captured[who], {}
-        return out
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
 
 
 class _View(GAN):

@@ -81,6 +81,7 @@ def read_config(path: str | Path) -> dict:
         raise RunConfigError(f"config file {str(path)!r} cannot be parsed: {err}") from None
     if not isinstance(data, dict):
         raise RunConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+
     def relative_to_config(value: Any) -> Any:
         if not isinstance(value, str):
             return value  # validate() names the bad value
@@ -322,17 +323,27 @@ def check_networks(c: Mapping[str, Any], hooks: GANHooks, schedule: Schedule, wi
                              for s in schedule.stages),
               "student": any(s.structure.trains_student_generator or s.structure.trains_student_discriminator
                              for s in schedule.stages)}
+    networks = {role: (width, f"{role}.width" if "width" in c[role] else f"{role}.checkpoint's width", trains[role])
+                for role, width in widths.items()}
+    try:
+        return check_fits(hooks, networks, batch, device, "teacher.width, student.width or the batch size (data.args)")
+    except ValueError as err:
+        raise RunConfigError(str(err)) from None
+
+
+def check_fits(hooks: GANHooks, networks: Mapping[str, tuple[Any, str, bool]], batch: Any, device: torch.device,
+               settings: str) -> MemoryEstimate:
+    """The memory a run of ``networks`` (``{role: (width, the setting that names it, trained?)}``) needs for
+    ``batch``, from shapes on the meta device; :class:`gankd.resources.ResourceError` (naming ``settings``) when it
+    cannot fit on ``device``, :class:`ValueError` when the family cannot build a width or its generator cannot
+    take the batch. Allocates nothing: any family's front calls it before building its networks."""
     estimate = MemoryEstimate()
-    for role, width in widths.items():
-        what = f"{role}.width" if "width" in c[role] else f"{role}.checkpoint's width"
-        try:
-            needs = probe_network(hooks, width, batch, what)
-        except ValueError as err:
-            raise RunConfigError(str(err)) from None
+    for role, (width, what, trains) in networks.items():
+        needs = probe_network(hooks, width, batch, what)
         if needs is not None:
-            estimate.add_network(role, needs, trains=trains[role])
+            estimate.add_network(role, needs, trains=trains)
     estimate.parts["batch"] = _batch_bytes(batch)
-    check_memory(estimate, device, "teacher.width, student.width or the batch size (data.args)")
+    check_memory(estimate, device, settings)
     return estimate
 
 

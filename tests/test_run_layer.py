@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,56 +15,18 @@ from gankd import Schedule, Stage
 from gankd.modelfile import load_model, read_model
 from gankd.run import RunConfigError, apply_overrides, validate
 
+from conftest import KILLABLE_POINTS_FAMILY as FAMILY
+from conftest import gankd_command
+
 REPO = Path(__file__).resolve().parents[1]
 
 DOCS_CONFIG = re.search(r"```yaml\n(family: gankd\.examples\.points.*?)```", (REPO / "docs" / "config.md").read_text(),
                         flags=re.S).group(1)  # the complete example of docs/config.md, as the page shows it
 
-KILL_SWITCH = textwrap.dedent('''
-
-    import os
-    import signal
-
-
-    class KillingBatches:
-        """The batches of `batches`; GANKD_TEST_KILL_AT=EPOCH:STEP kills the process (SIGKILL) at that step."""
-
-        def __init__(self, batches):
-            self.batches, self.epoch = batches, 0
-            kill = os.environ.get("GANKD_TEST_KILL_AT")
-            self.kill = tuple(map(int, kill.split(":"))) if kill else None
-
-        def __iter__(self):
-            self.epoch += 1
-            for step, batch in enumerate(self.batches, 1):
-                if self.kill == (self.epoch, step):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                yield batch
-
-        def state_dict(self):
-            return {"epoch": self.epoch}
-
-        def load_state_dict(self, state):
-            self.epoch = int(state["epoch"])
-
-    _shipped_batches = batches
-
-    def batches(n_batches=8, batch_size=64, seed=0):
-        return KillingBatches(_shipped_batches(n_batches, batch_size, seed))
-''')
-# a user's own family: the shipped example copied into their project (as docs/config.md says to start one),
-# plus a kill switch for the resume tests
-FAMILY = (REPO / "gankd" / "examples" / "points.py").read_text() + KILL_SWITCH
 CONFIG = DOCS_CONFIG.replace("gankd.examples.points", "points_family")
 
 
-def gankd(*args, cwd, env_extra=None, check=True):
-    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO}", **(env_extra or {})}
-    result = subprocess.run([sys.executable, "-m", "gankd", *map(str, args)], cwd=cwd, env=env, timeout=300,
-                            capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+gankd = gankd_command
 
 
 @pytest.fixture(scope="module")

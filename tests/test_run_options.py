@@ -2,10 +2,6 @@
 items, `--threads` (recorded, a resume with another count warned about), resume refusals that name the nested key,
 `evaluate.every`, and the teacher model file a two-stage run leaves for a second run."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +11,8 @@ from gankd.modelfile import read_model
 from gankd.run import RunConfigError, apply_overrides
 from gankd.runfolder import key_differences
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import gankd_command
+
 DATA = {"factory": "gankd.examples.points:batches", "args": {"n_batches": 2}}
 TWO_STAGE = {  # stage 2 fine-tunes the teacher: the run trains both GANs
     "family": "gankd.examples.points:PointHooks", "data": DATA, "teacher": {"width": 16}, "student": {"width": 4},
@@ -25,12 +22,7 @@ TWO_STAGE = {  # stage 2 fine-tunes the teacher: the run trains both GANs
         {"structure": "KDGAN-3", "epochs": 1, "optimizer": {"lr": 0.002}}]}}
 
 
-def gankd(*args, cwd, check=True):
-    result = subprocess.run([sys.executable, "-m", "gankd", *map(str, args)], cwd=cwd, timeout=300,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+gankd = gankd_command
 
 
 @pytest.fixture(scope="module")

@@ -13,36 +13,11 @@ import yaml
 
 from gankd.modelfile import read_model
 
+from conftest import KILLABLE_POINTS_FAMILY
+
 REPO = Path(__file__).resolve().parents[1]
-KILLING_FAMILY = '''
-import os, signal
-from gankd.examples.points import batches as shipped
-
-
-class KillingBatches(list):
-    """The shipped batches; GANKD_TEST_KILL_AT=EPOCH:STEP SIGKILLs every rank at that step."""
-    epoch = 0
-
-    def __iter__(self):
-        self.epoch += 1
-        kill = os.environ.get("GANKD_TEST_KILL_AT")
-        for step, batch in enumerate(list.__iter__(self), 1):
-            if kill and tuple(map(int, kill.split(":"))) == (self.epoch, step):
-                os.kill(os.getpid(), signal.SIGKILL)
-            yield batch
-
-    def state_dict(self):
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state):
-        self.epoch = int(state["epoch"])
-
-
-def batches(n_batches=4, batch_size=64, seed=0):
-    return KillingBatches(shipped(n_batches, batch_size, seed))
-'''
-CONFIG = {"family": "gankd.examples.points:PointHooks",
-          "data": {"factory": "killing_data:batches", "args": {"n_batches": 4}},
+CONFIG = {"family": "points_family:PointHooks",
+          "data": {"factory": "points_family:batches", "args": {"n_batches": 4}},
           "teacher": {"width": 16}, "student": {"width": 4}, "schedule": "KDGAN-4", "epochs": 3,
           "optimizer": {"lr": 0.002}}
 
@@ -60,7 +35,7 @@ def torchrun(*args, cwd, kill_at=None, nproc=2):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("torchrun")
-    (root / "killing_data.py").write_text(KILLING_FAMILY)
+    (root / "points_family.py").write_text(KILLABLE_POINTS_FAMILY)  # GANKD_TEST_KILL_AT=EPOCH:STEP kills every rank
     (root / "run.yaml").write_text(yaml.safe_dump(CONFIG))
     done = torchrun("--config", "run.yaml", "--out", "whole", "--quiet", "--threads", "1", cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -363,36 +363,15 @@ def channels_last_networks(cfg: RunConfig, widths: Mapping[str, Sequence[int]]) 
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """``torch.device(device)`` if this machine can compute on it, else :class:`ConfigError` saying what to use.
+    """``torch.device(device)`` if this machine can compute on it (:func:`gankd.resources.check_device`), else
+    :class:`ConfigError` saying what to use.
 
     Run before anything is loaded or written, so a device name that cannot work (``tpu``, ``cuda`` on a
     CPU-only build or without a GPU, ``cuda:3`` on a one-GPU machine, ``meta``) fails first, with one line.
     """
+    from gankd.resources import check_device as check_torch_device
+
     try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"device {str(device)!r} is not a torch device name: use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = (f"this torch build ({torch.__version__}) has no CUDA support" if torch.version.cuda is None
-                   else "no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)")
-            raise ConfigError(f"device {str(device)!r}: {why}; use cpu (--device cpu)")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ConfigError(f"device {str(device)!r}: this machine has {count} CUDA device(s), cuda:0 to "
-                              f"cuda:{count - 1}")
-        return dev
-    if dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"device {str(device)!r}: MPS (Apple GPU) is not available here; use cpu (--device cpu)")
-        return dev
-    if dev.type == "meta":
-        raise ConfigError(f"device {str(device)!r} holds no data and cannot train or score; use cpu or cuda")
-    try:
-        torch.empty(1, device=dev)
-    except Exception as err:  # noqa: BLE001 - any backend failure means "not usable here"
-        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"device {str(device)!r} is not usable here ({why}); use cpu (--device cpu)") from None
-    return dev
+        return check_torch_device(device)
+    except ValueError as err:
+        raise ConfigError(f"{err} (--device)") from None

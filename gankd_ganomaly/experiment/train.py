@@ -16,7 +16,7 @@ import gankd
 from gankd import GAN, DistillationEngine
 from gankd.batches import ShuffledBatches
 from gankd.callbacks import CSVLogger, TensorBoardLogger
-from gankd.run import fit_in_folder
+from gankd.run import check_fits, fit_in_folder
 from gankd.runfolder import RunFolder
 
 from ..data import FOLDER, OneClassData, load_one_class, validate_images
@@ -131,6 +131,14 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None, folder: RunFol
     train_images = data.train[train_idx] if len(calib_idx) else data.train
     calib_images = data.train[calib_idx] if len(calib_idx) else data.train
 
+    # the networks against the data, and the memory they need, on the meta device before anything is allocated
+    networks = ({"teacher": (cfg.teacher_widths, "teacher_widths", True)} if is_teacher_run else
+                {"student": (cfg.student_widths, "student_widths", True)})
+    try:
+        check_fits(hooks, networks, train_images[:cfg.batch_size], check_device(cfg.device),
+                   "--teacher-widths, --student-widths or --batch-size")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     gankd.seed_everything(cfg.seed)
     if is_teacher_run:
         trained = build_gan(hooks, cfg.teacher_widths, cfg.seed)
