@@ -117,7 +117,7 @@ def model_from_payload(payload: Any, where: str) -> tuple[dict, dict]:
     upgraded_from = None
     if not (isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT):
         _load_installed_upgraders()
-        for name in MODEL_UPGRADERS:
+        for name in MODEL_UPGRADERS.in_registration_order():
             try:
                 current = MODEL_UPGRADERS.get(name)(payload)
             except CheckpointError as err:  # its format, but unreadable: the upgrader says why
