@@ -37,14 +37,12 @@ import copy
 import importlib
 import inspect
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-import torch.distributed as dist
 
 from .batches import ShardedBatches
 from .callbacks import Callback, CheckpointCallback, EvaluationCallback, JSONHistory, auto_progress
@@ -53,6 +51,7 @@ from .engine import DistillationEngine
 from .hooks import GAN, GANHooks
 from .modelfile import load_model, read_model, resolve_family, save_model
 from .resources import MemoryEstimate, check_device, check_memory, check_precision, probe_network
+from .distributed import init_distributed, rank0_folder
 from .runfolder import CHECKPOINT, RunFolder, RunFolderError, key_differences
 from .schedule import OptimizerConfig, Schedule, get_schedule
 from .utils import atomic_write_text, seed_everything
@@ -383,29 +382,6 @@ def _build(hooks: GANHooks, spec: Mapping[str, Any] | None, seed: int, role: str
         return hooks.build_gan(spec["width"])
 
 
-def init_distributed(device: Any) -> tuple[int, int, Any]:
-    """``(rank, world_size, this process's device)``. Under ``torchrun`` (``WORLD_SIZE`` > 1) the default process
-    group is initialised from the environment if the caller has not: NCCL for a CUDA device, gloo otherwise; a CUDA
-    device becomes ``cuda:LOCAL_RANK``. A single process gets ``(0, 1, device)`` and no process group."""
-    if dist.is_available() and dist.is_initialized():
-        world, rank = dist.get_world_size(), dist.get_rank()
-    else:
-        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    if world <= 1:
-        return 0, 1, device
-    cuda = isinstance(device, str) and device.startswith("cuda")
-    if cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        if not dist.is_available():
-            raise RunConfigError(f"WORLD_SIZE={world} asks for {world} processes, but this torch build has no "
-                                 "torch.distributed: run one process")
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return rank, world, device
-
-
 def prepare(config: Mapping[str, Any], *, rank: int = 0, world_size: int = 1) -> dict:
     """Everything a run needs, built and checked before its folder is touched: the config's keys and values, the
     device and precision, the family, the schedule (optimizer settings), the data (factory arguments), the
@@ -456,30 +432,8 @@ def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = Fals
     folder.check(resume=resume, overwrite=overwrite)
     run = prepare(config, rank=rank, world_size=world_size)  # everything is checked before the folder is touched
     run.update(rank=rank, device=device, threads=n_threads)
-    if world_size == 1:
-        with folder:
-            folder.check(resume=resume, overwrite=overwrite)  # again, under the lock
-            return _train(run, folder, resume, overwrite, verbose)
-    # rank 0 takes the lock and tells the others whether the folder is theirs; all of them then train
-    error = None
-    if rank == 0:
-        try:
-            folder.__enter__()
-            folder.check(resume=resume, overwrite=overwrite)
-        except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks are told
-            folder.__exit__(None, None, None)
-            error = err
-    message = [f"{type(error).__name__}: {error}" if error is not None else None]
-    dist.broadcast_object_list(message, src=0)
-    if error is not None:
-        raise error
-    if message[0] is not None:
-        raise RunFolderError(f"rank 0 refused the run folder ({message[0]})")
-    try:
+    with rank0_folder(folder, resume, overwrite, rank, world_size):  # checked again under the lock
         return _train(run, folder, resume, overwrite, verbose)
-    finally:
-        if rank == 0:
-            folder.__exit__(*sys.exc_info())
 
 
 class _SwapInAfterFirstCheckpoint(Callback):
