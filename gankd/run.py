@@ -318,11 +318,8 @@ def check_networks(c: Mapping[str, Any], hooks: GANHooks, schedule: Schedule, wi
                    device: torch.device) -> MemoryEstimate:
     """Build each network on the meta device and run it on ``batch`` (widths the family cannot build, networks
     that do not fit the data), then refuse a run that cannot fit in the device's memory; allocates nothing."""
-    trains = {"teacher": any(s.structure.trains_teacher_generator or s.structure.trains_teacher_discriminator
-                             for s in schedule.stages),
-              "student": any(s.structure.trains_student_generator or s.structure.trains_student_discriminator
-                             for s in schedule.stages)}
-    networks = {role: (width, f"{role}.width" if "width" in c[role] else f"{role}.checkpoint's width", trains[role])
+    networks = {role: (width, f"{role}.width" if "width" in c[role] else f"{role}.checkpoint's width",
+                       schedule.trains(role))
                 for role, width in widths.items()}
     try:
         return check_fits(hooks, networks, batch, device, "teacher.width, student.width or the batch size (data.args)")
@@ -426,12 +423,12 @@ def train(config: Mapping[str, Any], out_dir: str | Path, *, resume: bool = Fals
     run stays intact until the new one has written its first checkpoint (:meth:`RunFolder.begin_overwrite`).
     ``threads`` sets torch's thread count (recorded; a resume with another count is warned about). Under
     ``torchrun`` every process calls this; rank 0 alone holds the folder lock and writes."""
-    n_threads = set_threads(threads)
+    set_threads(threads)
     rank, world_size, device = init_distributed(config.get("device", "cpu") if isinstance(config, Mapping) else "cpu")
     folder = RunFolder(out_dir, RUN_FILES)
     folder.check(resume=resume, overwrite=overwrite)
     run = prepare(config, rank=rank, world_size=world_size)  # everything is checked before the folder is touched
-    run.update(rank=rank, device=device, threads=n_threads)
+    run.update(rank=rank, device=device)
     with rank0_folder(folder, resume, overwrite, rank, world_size):  # checked again under the lock
         return _train(run, folder, resume, overwrite, verbose)
 
@@ -537,16 +534,14 @@ def _train(run: dict, folder: RunFolder, resume: bool, overwrite: bool, verbose:
     record = {"family": c["family"], "recipe": c["recipe"], "schedule": schedule.to_dict(), "role": role,
               "seed": c["seed"], "metrics": history[-1]["metrics"], "losses": history[-1]["losses"],
               "resumed_from_epoch": ckpt["global_epoch"] if ckpt is not None else None,
-              "world_size": c["world_size"], "torch_threads": run["threads"],
+              "world_size": c["world_size"], "torch_threads": torch.get_num_threads(),
               "wall_s": time.perf_counter() - start, "history": history}
     if not main:
         return record
     save = dict(family=c["family"], family_args=c["family_args"], metadata={"config": resolved})
     trained = engine.student if role == "student" else engine.teacher
     save_model(out / "model.pt", trained, width=run["widths"][role], role=role, **save)
-    teacher_trained = any(s.structure.trains_teacher_generator or s.structure.trains_teacher_discriminator
-                          for s in schedule.stages)
-    if role == "student" and teacher_trained:  # reusable: `teacher: {checkpoint: DIR/teacher.pt}`
+    if role == "student" and schedule.trains("teacher"):  # reusable: `teacher: {checkpoint: DIR/teacher.pt}`
         save_model(out / "teacher.pt", engine.teacher, width=run["widths"]["teacher"], role="teacher", **save)
         record["teacher_model"] = str(out / "teacher.pt")
     atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")

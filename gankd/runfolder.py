@@ -26,7 +26,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .checkpoint import load_checkpoint
 from .utils import FolderLock, remove_stale_temporaries
@@ -60,13 +60,15 @@ def key_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix
 
 
 class RunFolder:
-    """The folder ``path`` of one run, which writes the files ``files`` there.
+    """The folder ``path`` of one run, which writes the files ``files`` there (and the sub-``folders``, e.g.
+    ``tensorboard``, which are replaced with the run's files and never count as someone else's).
 
     ``option`` names the command-line option that chose the folder, for the messages.
     """
 
-    def __init__(self, path: str | Path, files: Sequence[str], *, option: str = "--out") -> None:
-        self.path, self.files, self.option = Path(path), tuple(files), option
+    def __init__(self, path: str | Path, files: Sequence[str], *, folders: Sequence[str] = (),
+                 option: str = "--out") -> None:
+        self.path, self.files, self.folders, self.option = Path(path), tuple(files), tuple(folders), option
         self._lock: FolderLock | None = None
         self._staging_lock: FolderLock | None = None
         self._held_after_swap: FolderLock | None = None
@@ -127,7 +129,7 @@ class RunFolder:
         """Remove what an interrupted ``--overwrite`` left beside the folder, if it holds only run files."""
         if not self.staging.exists():
             return
-        allowed = set(self.files) | {FolderLock.NAME}
+        allowed = set(self.files) | set(self.folders) | {FolderLock.NAME}
         other = sorted(p.name for p in self.staging.iterdir()
                        if p.name not in allowed and not any(p.name.startswith(f".{f}.") for f in self.files))
         if other:
@@ -154,13 +156,14 @@ class RunFolder:
 
     def commit_overwrite(self) -> None:
         """Put the new run (in :attr:`staging`) in the old one's place and delete the old run; the old run's
-        other files (not run files) move into the new folder. Nothing to do after a plain start."""
+        other files (neither run files nor run folders) move into the new folder. Nothing to do after a plain start."""
         if self._staging_lock is None:
             return
         _exchange(self.staging, self.path)  # now self.path holds the new run, self.staging the old one
         old = self.staging
         for entry in old.iterdir():
-            if entry.name not in self.files and entry.name != FolderLock.NAME and not (self.path / entry.name).exists():
+            if (entry.name not in (*self.files, *self.folders, FolderLock.NAME)
+                    and not (self.path / entry.name).exists()):
                 os.rename(entry, self.path / entry.name)
         # the lock file now in self.path is the staging lock's: keep holding it until the run ends
         self._held_after_swap, self._staging_lock = self._staging_lock, None
@@ -173,11 +176,11 @@ class RunFolder:
         finally:
             lock.release()
 
-    def clear(self, folders: Iterable[str] = ()) -> None:
-        """Delete the previous run's files (and the sub-``folders`` it wrote, e.g. ``tensorboard``)."""
+    def clear(self) -> None:
+        """Delete the previous run's files and sub-folders."""
         for name in self.files:
             (self.path / name).unlink(missing_ok=True)
-        for name in folders:
+        for name in self.folders:
             shutil.rmtree(self.path / name, ignore_errors=True)
 
     def checkpoint_to_resume(self, config: Mapping[str, Any],

@@ -247,6 +247,15 @@ class Schedule:
     def needs_student(self) -> bool:
         return any(s.structure.needs_student for s in self.stages)
 
+    def trains(self, role: str) -> bool:
+        """Whether some stage trains the ``"teacher"``'s or the ``"student"``'s networks (its optimizer states
+        count in the memory a run needs; a run that trains both leaves a model file of each)."""
+        if role == "teacher":
+            return any(not s.structure.teacher_frozen for s in self.stages)
+        if role == "student":
+            return any(s.structure.needs_student for s in self.stages)
+        raise ValueError(f"role must be 'teacher' or 'student', got {role!r}")
+
     def to_dict(self) -> dict:
         return {"name": self.name, "stages": [s.to_dict() for s in self.stages]}
 

@@ -21,7 +21,7 @@ def test_a_new_or_missing_folder_is_accepted_and_a_file_is_refused(tmp_path):
 
 def test_a_folder_holding_a_run_needs_resume_or_overwrite(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
-    folder = RunFolder(tmp_path, FILES, option="--run")
+    folder = RunFolder(tmp_path, FILES, folders=("tensorboard",), option="--run")
     with pytest.raises(RunFolderError, match=r"already holds a run \(model.pt\).*choose another --run"):
         folder.check(resume=False, overwrite=False)
     with pytest.raises(RunFolderError, match="holds a finished run .* but no checkpoint.pt"):
@@ -29,8 +29,30 @@ def test_a_folder_holding_a_run_needs_resume_or_overwrite(tmp_path):
     folder.check(resume=False, overwrite=True)
     (tmp_path / "tensorboard").mkdir()
     (tmp_path / "mine.txt").write_text("kept")
-    folder.clear(folders=("tensorboard",))
+    folder.clear()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # only the run's own files went
+
+
+def test_an_overwrite_replaces_the_run_folders_and_cleans_up_after_an_interrupted_one(tmp_path):
+    """A run's sub-folders (TensorBoard logs) are run output: an interrupted --overwrite's staging folder holding
+    one is removed at the next start, and a committed overwrite drops the old run's; other files stay."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_text("old")
+    (run / "tensorboard").mkdir()
+    (run / "tensorboard" / "old.events").write_text("old")
+    (run / "notes.txt").write_text("mine")
+    folder = RunFolder(run, FILES, folders=("tensorboard",))
+    (folder.staging / "tensorboard").mkdir(parents=True)  # an --overwrite killed before its first checkpoint
+    (folder.staging / "config.yaml").write_text("new")
+    with folder:
+        new = folder.begin_overwrite()
+        assert new == folder.staging and sorted(p.name for p in new.iterdir()) == [".gankd.lock"]
+        (new / "model.pt").write_text("new")
+        (new / "tensorboard").mkdir()
+        folder.commit_overwrite()
+    assert (run / "model.pt").read_text() == "new" and (run / "notes.txt").read_text() == "mine"
+    assert list((run / "tensorboard").iterdir()) == [] and not folder.staging.exists()
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):

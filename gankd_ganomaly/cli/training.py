@@ -9,7 +9,7 @@ from typing import Any
 from gankd.run import set_threads
 from gankd.runfolder import RunFolder
 
-from ..experiment.config import RUN_FILES
+from ..experiment.config import RUN_FILES, RUN_FOLDERS
 from .options import CONFIG_FLAGS, PROG, CLIError, config_data
 
 
@@ -90,7 +90,7 @@ def _prepare_out(args: argparse.Namespace, method: str | None) -> tuple[Any, Pat
     _refuse_unused_run_options(args, cfg)
     check_device(cfg.device)
     out = Path(args.out) if args.out else _default_out(cfg)
-    RunFolder(out, RUN_FILES).check(resume=args.resume, overwrite=args.overwrite)
+    RunFolder(out, RUN_FILES, folders=RUN_FOLDERS).check(resume=args.resume, overwrite=args.overwrite)
     if args.tensorboard:
         _require_tensorboard()
     if cfg.teacher_checkpoint and cfg.schedule().needs_teacher and (

@@ -29,6 +29,7 @@ RECIPE_METHODS = tuple(name for name, r in RECIPES.items() if r.preset is None)
 PRESET_RECIPES = {r.preset: name for name, r in RECIPES.items() if r.preset is not None}
 METHODS = SCHEDULE_METHODS + RECIPE_METHODS
 RUN_FILES = ("config.yaml", "checkpoint.pt", "history.json", "metrics.csv", "record.json", "model.pt")
+RUN_FOLDERS = ("tensorboard",)  # --tensorboard's logs: replaced with the run, as its files are
 # share of train images held out to calibrate the threshold when calibration_share is None: folder datasets set
 # 10% aside; built-in datasets none (their runs train on every normal image, as before: sweeps depend on it)
 DEFAULT_CALIBRATION_SHARE = {FOLDER: 0.1}

@@ -23,7 +23,7 @@ from ..data import FOLDER, OneClassData, load_one_class, validate_images
 from ..evaluation import anomaly_scores, calibrate_threshold, calibration_split, evaluate_auroc
 from ..evaluation.flops import count_generator
 from ..hooks import RECIPES, GanomalyHooks
-from .config import RUN_FILES, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
+from .config import RUN_FILES, RUN_FOLDERS, ConfigError, RunConfig, channels_last_networks, check_device, config_differences
 from .model_file import save_model
 
 
@@ -98,7 +98,7 @@ def run(cfg: RunConfig, data: OneClassData, teacher: GAN | None = None, *, verbo
         if resume or overwrite or tensorboard:
             raise ValueError("resume, overwrite and tensorboard need out_dir (the run folder they act on)")
         return _run(cfg, data, teacher, None, **kwargs)
-    with RunFolder(out_dir, RUN_FILES) as folder:  # locked; what a killed run left half-written is removed
+    with RunFolder(out_dir, RUN_FILES, folders=RUN_FOLDERS) as folder:  # locked; what a killed run left half-written is removed
         folder.check(resume=resume, overwrite=overwrite)
         return _run(cfg, data, teacher, folder, **kwargs)
 
@@ -135,7 +135,7 @@ def _run(cfg: RunConfig, data: OneClassData, teacher: GAN | None, folder: RunFol
     networks = ({"teacher": (cfg.teacher_widths, "teacher_widths", True)} if is_teacher_run else
                 {"student": (cfg.student_widths, "student_widths", True)})
     try:
-        check_fits(hooks, networks, train_images[:cfg.batch_size], check_device(cfg.device),
+        check_fits(hooks, networks, train_images[:cfg.batch_size], torch.device(cfg.device),  # checked in run()
                    "--teacher-widths, --student-widths or --batch-size")
     except ValueError as err:
         raise ConfigError(str(err)) from None
