@@ -47,10 +47,10 @@ class OnEpochEnd(Callback):
         self.fn(engine, state, record)
 
 
-def gankd_command(*args, cwd, env_extra=None, check=True, timeout=300) -> subprocess.CompletedProcess:
-    """``python -m gankd ARGS`` run in ``cwd`` as a user runs it (``cwd`` and the checkout importable); with
-    ``check`` the exit status must be 0."""
-    env = {**os.environ, "PYTHONPATH": f"{cwd}{os.pathsep}{REPO}", **(env_extra or {})}
+def gankd_command(*args, cwd, env_extra=None, check=True, timeout=300, paths=()) -> subprocess.CompletedProcess:
+    """``python -m gankd ARGS`` run in ``cwd`` as a user runs it (``cwd``, ``paths`` and the checkout importable);
+    with ``check`` the exit status must be 0."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [cwd, *paths, REPO])), **(env_extra or {})}
     result = subprocess.run([sys.executable, "-m", "gankd", *map(str, args)], cwd=cwd, env=env, timeout=timeout,
                             capture_output=True, text=True)
     if check:
@@ -58,38 +58,47 @@ def gankd_command(*args, cwd, env_extra=None, check=True, timeout=300) -> subpro
     return result
 
 
-KILL_SWITCH = textwrap.dedent('''
+def kill_switch_module(source: str, factory: str) -> str:
+    """Python source of a module for resume tests: ``source`` (which defines or imports the data factory
+    ``factory``), then ``batches(seed=0, **args)``: that factory's batches, wrapped so that the environment variable
+    GANKD_TEST_KILL_AT=EPOCH:STEP SIGKILLs the process at that step; the wrapper's state (epoch, and the inner
+    batches' own state when they have one) is checkpointed with the run."""
+    return source + textwrap.dedent(f'''
 
-    import os
-    import signal
+        import os as _os
+        import signal as _signal
+
+        _inner_factory = {factory}
 
 
-    class KillingBatches:
-        """The batches of `batches`; GANKD_TEST_KILL_AT=EPOCH:STEP kills the process (SIGKILL) at that step."""
+        class KillingBatches:
+            def __init__(self, inner):
+                self.inner, self.epoch = inner, 0
+                at = _os.environ.get("GANKD_TEST_KILL_AT")
+                self.at = tuple(map(int, at.split(":"))) if at else None
 
-        def __init__(self, batches):
-            self.batches, self.epoch = batches, 0
-            kill = os.environ.get("GANKD_TEST_KILL_AT")
-            self.kill = tuple(map(int, kill.split(":"))) if kill else None
+            def __iter__(self):
+                self.epoch += 1
+                for step, batch in enumerate(self.inner, 1):
+                    if (self.epoch, step) == self.at:
+                        _os.kill(_os.getpid(), _signal.SIGKILL)
+                    yield batch
 
-        def __iter__(self):
-            self.epoch += 1
-            for step, batch in enumerate(self.batches, 1):
-                if self.kill == (self.epoch, step):
-                    os.kill(os.getpid(), signal.SIGKILL)
-                yield batch
+            def state_dict(self):
+                inner = self.inner.state_dict() if hasattr(self.inner, "state_dict") else None
+                return {{"epoch": self.epoch, "inner": inner}}
 
-        def state_dict(self):
-            return {"epoch": self.epoch}
+            def load_state_dict(self, state):
+                self.epoch = int(state["epoch"])
+                if state.get("inner") is not None:
+                    self.inner.load_state_dict(state["inner"])
 
-        def load_state_dict(self, state):
-            self.epoch = int(state["epoch"])
 
-    _shipped_batches = batches
+        def batches(seed=0, **args):
+            return KillingBatches(_inner_factory(seed=seed, **args))
+    ''')
 
-    def batches(n_batches=8, batch_size=64, seed=0):
-        return KillingBatches(_shipped_batches(n_batches, batch_size, seed))
-''')
+
 # a user's own family: the shipped example copied into their project (as docs/config.md says to start one),
 # plus a kill switch for the resume tests (module points_family: PointHooks, batches)
-KILLABLE_POINTS_FAMILY = (REPO / "gankd" / "examples" / "points.py").read_text() + KILL_SWITCH
+KILLABLE_POINTS_FAMILY = kill_switch_module((REPO / "gankd" / "examples" / "points.py").read_text(), "batches")

@@ -2,9 +2,7 @@
 and a `gankd train` run from YAML that resumes bit-identically after SIGKILL."""
 import copy
 import json
-import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +12,8 @@ import torch
 
 from gankd import DistillationEngine, OptimizerConfig
 from gankd.modelfile import read_model
+
+from conftest import gankd_command, kill_switch_module
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
@@ -71,34 +71,8 @@ def test_distillation_trains_the_student_and_its_adaptors_only():
     assert all(not torch.equal(v, adaptors[k]) for k, v in engine.distillation.state_dict().items())
 
 
-KILLER = textwrap.dedent('''
-    """A data factory that SIGKILLs its own process at KILL_AT=EPOCH:STEP (the test's crash)."""
-    import os, signal
-    from pix2pix_family import edge_pairs
-
-    class Killing:
-        def __init__(self, inner):
-            self.inner, self.epoch = inner, 0
-            at = os.environ.get("KILL_AT")
-            self.at = tuple(map(int, at.split(":"))) if at else None
-
-        def __iter__(self):
-            self.epoch += 1
-            for step, batch in enumerate(self.inner, 1):
-                if (self.epoch, step) == self.at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                yield batch
-
-        def state_dict(self):
-            return {"inner": self.inner.state_dict(), "epoch": self.epoch}
-
-        def load_state_dict(self, state):
-            self.inner.load_state_dict(state["inner"])
-            self.epoch = int(state["epoch"])
-
-    def batches(seed=0, **args):
-        return Killing(edge_pairs(seed=seed, **args))
-''')
+# a data factory that SIGKILLs its own process at GANKD_TEST_KILL_AT=EPOCH:STEP (the test's crash)
+KILLER = kill_switch_module("from pix2pix_family import edge_pairs\n", "edge_pairs")
 
 CONFIG = textwrap.dedent('''
     family: pix2pix_family:Pix2PixHooks
@@ -115,10 +89,8 @@ CONFIG = textwrap.dedent('''
 
 
 def gankd(*args, cwd, env_extra=None):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO / "examples"), str(REPO)]),
-           "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "gankd", *args], cwd=cwd, env=env, timeout=300,
-                          capture_output=True, text=True)
+    return gankd_command(*args, cwd=cwd, check=False, paths=[REPO / "examples"],
+                         env_extra={"OMP_NUM_THREADS": "1", **(env_extra or {})})
 
 
 def test_gankd_train_from_yaml_resumes_bit_identically_after_sigkill(tmp_path):
@@ -127,7 +99,7 @@ def test_gankd_train_from_yaml_resumes_bit_identically_after_sigkill(tmp_path):
     full = gankd("train", "--config", "run.yaml", "--out", "full", "--quiet", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     killed = gankd("train", "--config", "run.yaml", "--out", "killed", "--quiet", cwd=tmp_path,
-                   env_extra={"KILL_AT": "2:3"})  # the second epoch, mid-epoch
+                   env_extra={"GANKD_TEST_KILL_AT": "2:3"})  # the second epoch, mid-epoch
     assert killed.returncode == -signal.SIGKILL and not (tmp_path / "killed" / "model.pt").exists()
     resumed = gankd("train", "--config", "run.yaml", "--out", "killed", "--resume", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
