@@ -27,10 +27,10 @@ def test_the_sweep_runs_the_tuned_control_without_a_teacher_and_records_recipe_v
     assert rec_groups == set(groups)  # the same rule, against the real teacher
 
 
-def _write(out, dataset, method, c, seed, auroc, version=2):
+def _write(out, dataset, method, c, seed, auroc, version=2, budget="cpu"):
     path = record_path(out, dataset, c, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"record_format": RECORD_FORMAT, "budget": "cpu", "dataset": dataset,
+    path.write_text(json.dumps({"record_format": RECORD_FORMAT, "budget": budget, "dataset": dataset,
                                 "normal_class": c, "method": method, "seed": seed, "status": "ok",
                                 "recipe_version": version if method in ("recommended", "student-alone-tuned")
                                 else None, "auroc_last": auroc, "auroc_per_epoch": [auroc]}))
@@ -58,3 +58,30 @@ def test_the_default_section_states_each_criterion_met_missed_or_not_measured(tm
     assert "Left out: 1 record(s) of `recommended` from another recipe version." in text
     st = result["statistics"]["cpu/default/mnist"]
     assert st["teacher_gap_tuned"] == pytest.approx(0.10) and st["classes"] == list(range(8))
+
+
+def test_a_long_teacher_grid_is_tested_over_class_seed_pairs_against_the_teacher_lead_and_gap(tmp_path):
+    out = tmp_path / "default-full"
+    for c in (0, 1, 2, 3, 4):
+        for seed in (0, 1, 2):
+            bump = 0.001 * (3 * c + seed)  # 15 distinct positive gains
+            for method, auroc in (("teacher", 0.95), ("student-alone", 0.80), ("student-alone-tuned", 0.85),
+                                  ("recommended", 0.91 + bump)):
+                _write(out, "mnist", method, c, seed, auroc, budget="long-teacher")
+            for method, auroc in (("teacher", 0.60), ("student-alone", 0.58), ("student-alone-tuned", 0.58),
+                                  ("recommended", 0.58 - bump)):
+                _write(out, "cifar10", method, c, seed, auroc, budget="long-teacher")
+    (tmp_path / "none").mkdir()
+    result = write_report(tmp_path / "none", tmp_path / "results.md", None, default=[out])
+    text = (tmp_path / "results.md").read_text()
+    assert "against the tuned student alone (`long-teacher` budget)" in text
+    assert "one-sided Wilcoxon signed-rank over (class, seed) pairs" in text
+    assert ("- MNIST (classes 0, 1, 2, 3, 4; seed(s) 0, 1, 2): teacher leads `student-alone-tuned` by at least 3 "
+            "points: +10.00 -> **met**; beats `student-alone-tuned` with one-sided p < 0.05 over 15 pairs: +6.70 "
+            "points, p=0.0000 -> **met**; teacher gap at most half the tuned student's: +3.30 against +10.00 -> "
+            "**met**." in text)
+    assert ("teacher leads `student-alone-tuned` by at least 3 points: +2.00 -> **missed** by 1.00 points; beats "
+            "`student-alone-tuned` with one-sided p < 0.05 over 15 pairs: -0.70 points, p=0.9995 -> **missed**; "
+            "teacher gap at most half the tuned student's: +2.70 against +2.00 -> **missed**." in text)
+    st = result["statistics"]["long-teacher/default/mnist"]
+    assert st["vs_tuned"]["n"] == 15 and st["vs_tuned"]["unit"] == "pair"

@@ -205,7 +205,7 @@ def write_report(records_dir: str | Path | Sequence[str | Path], out_md: str | P
         from .default_section import default_section
 
         for budget, groups in sorted(_group(load_records(list(default))).items()):
-            section, default_stats = default_section(groups)
+            section, default_stats = default_section(groups, budget)
             lines += section
             stats.update({f"{budget}/default/{k}": v for k, v in default_stats.items()})
     for path in controlled:

@@ -16,16 +16,21 @@ def stability(record: dict, last: int = STABILITY_EPOCHS) -> tuple[float, float,
     return float(np.std(values)), float(max(values) - min(values)), len(values)
 
 
-def wilcoxon_gain(g: _Group, a: str = "P-KDGAN-II-23", b: str = "student-alone") -> dict:
-    """Per class mean over paired seeds of ``a`` and ``b``; Wilcoxon signed-rank over classes."""
-    per_class: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for c, _, x, y in g.pairs(a, b):
-        per_class[c].append((x, y))
+def wilcoxon_gain(g: _Group, a: str = "P-KDGAN-II-23", b: str = "student-alone", unit: str = "class") -> dict:
+    """Gain of ``a`` over ``b`` with a Wilcoxon signed-rank test. ``unit="class"``: per class the mean over paired
+    seeds, tested over classes; ``unit="pair"``: every (class, seed) pair is one observation (for grids with few
+    classes and several seeds)."""
+    if unit not in ("class", "pair"):
+        raise ValueError(f"unit must be 'class' or 'pair'; got {unit!r}")
+    per_class: dict[object, list[tuple[float, float]]] = defaultdict(list)
+    for c, seed, x, y in g.pairs(a, b):
+        per_class[c if unit == "class" else (c, seed)].append((x, y))
     xs = [float(np.mean([p[0] for p in v])) for _, v in sorted(per_class.items())]
     ys = [float(np.mean([p[1] for p in v])) for _, v in sorted(per_class.items())]
     diffs = np.array(xs) - np.array(ys)
     out: dict[str, Any] = {"n": len(diffs), "mean_gain": float(diffs.mean()) if len(diffs) else None,
-                           "p_two_sided": None, "p_one_sided": None, "classes": sorted(per_class)}
+                           "p_two_sided": None, "p_one_sided": None, "unit": unit,
+                           "classes": sorted({k if unit == "class" else k[0] for k in per_class})}
     if len(diffs) >= 2 and np.any(diffs != 0):
         from scipy.stats import wilcoxon
 
@@ -72,7 +77,8 @@ def _points(x: float | None) -> str:
 
 def _test_cell(w: dict) -> str:
     p = w["p_one_sided"]
-    return f"{_points(w['mean_gain'])} (p={p:.4f}, {w['n']} cl.)" if p is not None else _points(w["mean_gain"])
+    unit = "cl." if w.get("unit", "class") == "class" else "pairs"
+    return f"{_points(w['mean_gain'])} (p={p:.4f}, {w['n']} {unit})" if p is not None else _points(w["mean_gain"])
 
 
 def beyond_paper_statistics(g: _Group, recipe: str = "recommended") -> dict:
