@@ -131,14 +131,22 @@ def test_flops_command_json(dataset):
 
 def test_demo_command_prints_table_and_writes_json(tmp_path):
     path = tmp_path / "demo.json"
-    proc = run_cli("demo", "--teacher-epochs", "1", "--student-epochs", "1", "--json", str(path), "--quiet")
+    proc = run_cli("demo", "--teacher-epochs", "1", "--student-epochs", "1", "--student-seeds", "2",
+                   "--seed", "4", "--json", str(path), "--quiet")
     figures = json.loads(path.read_text())
     for key in ("teacher_auroc", "student_alone_auroc", "pkdgan_auroc", "recommended_auroc", "params_ratio",
                 "flops_ratio", "wall_s"):
         assert key in figures
     assert figures["flops_ratio"] == pytest.approx(figures["teacher_flops"] / figures["student_flops"])
-    assert figures["runs"]["P-KDGAN-II-23"]["auroc_per_epoch"].__len__() == 2
+    assert figures["student_seeds"] == [4, 5]
+    recommended = figures["runs"]["recommended"]
+    assert [r["seed"] for r in recommended] == [4, 5] and recommended[0]["recipe"] == "recommended"
+    assert [r["seed"] for r in figures["runs"]["teacher"]] == [4]
+    # the figure is the mean over the student's seeds, each seed its own run
+    assert figures["recommended_auroc"] == pytest.approx(sum(r["auroc_last"] for r in recommended) / 2)
+    assert figures["student_aurocs"]["recommended"] == [r["auroc_last"] for r in recommended]
+    assert len(figures["runs"]["P-KDGAN-II-23"][0]["auroc_per_epoch"]) == 2
     for row in ("teacher", "student alone", "paper P-KDGAN-II-23", "recommended"):
         assert row in proc.stdout
     assert f"{figures['pkdgan_auroc']:.4f}" in proc.stdout and f"{figures['recommended_auroc']:.4f}" in proc.stdout
-    assert figures["runs"]["recommended"]["recipe"] == "recommended"
+    assert "students: mean of seeds 4, 5" in proc.stdout

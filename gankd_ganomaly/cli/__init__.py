@@ -114,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student-epochs", type=int, default=None, help="epochs per stage for students (default: 15)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 16)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.0002)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the teacher and the students' first seed (default: 0)")
+    p.add_argument("--student-seeds", type=positive_int, default=None,
+                   help="seeds per student, shown as their mean (default: 3)")
     p.add_argument("--bn-mode", choices=("eval", "batch"), default="eval", help="batch norm at test time")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")

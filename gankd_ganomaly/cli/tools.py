@@ -47,7 +47,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _check_output_file(args.json, "--json", "demo.json")
     result = run_demo(normal_class=args.normal_class, teacher_epochs=args.teacher_epochs,
                       student_epochs=args.student_epochs, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, bn_mode=args.bn_mode, verbose=not args.quiet)
+                      seed=args.seed, bn_mode=args.bn_mode, student_seeds=args.student_seeds,
+                      verbose=not args.quiet)
     print_demo_table(result)
     if args.json:
         from ..experiment import save_json
