@@ -683,7 +683,7 @@ SECTIONS: dict[str, Callable[[Config], tuple[dict, str]]] = {
 
 
 def headline(docs: dict[str, dict]) -> tuple[dict, str]:
-    """The issue's acceptance figures, collected from the sections that ran."""
+    """The headline acceptance figures, collected from the sections that ran."""
     checks: list[dict] = []
     if "engine_overhead" in docs:
         for r in docs["engine_overhead"]["results"]:

@@ -1,4 +1,4 @@
-"""Acceptance check of "your own images" (issue 16): MNIST digit 3 as a folder of PNG files, through the command
+"""Acceptance check of "your own images": MNIST digit 3 as a folder of PNG files, through the command
 line, against the same images loaded from the IDX files.
 
 1. Writes ROOT/train/good = the 3s among the first --train-images MNIST train images (default: all 60,000, so

@@ -1,6 +1,6 @@
 """Bad input gets a named error whose message names the offending value, and nothing is lost.
 
-One test per bad input of the issue; each asserts the exception type and the value in the message.
+One test per bad input; each asserts the exception type and the value in the message.
 """
 import gzip
 import math

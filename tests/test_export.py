@@ -19,7 +19,7 @@ from gankd_ganomaly.networks import TEACHER_WIDTHS
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
 
-ATOL = 1e-5  # the bar (absolute)
+ATOL = 1e-5  # the parity bar (absolute)
 RTOL = 1e-4  # and, since a briefly trained student's scores are small, a bar relative to their scale
 
 

@@ -60,7 +60,7 @@ def _classes(text: str):
 
 
 def required_grid() -> list[dict]:
-    """The issue's required grid, as the arguments of two sweeps: all classes x {teacher, student-alone,
+    """The required grid of Tables 2-4, as the arguments of two sweeps: all classes x {teacher, student-alone,
     P-KDGAN-II-23, OC-SVM, KDE} x seed 0, then each dataset's Figure-2 class x the 8 paper methods x seeds 0-2."""
     from ..evaluation.baselines import BASELINES
     from ..study.sweep import FIGURE2_CLASSES, PAPER_METHODS
@@ -156,7 +156,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
                     "METHOD/seedSEED.json; re-running skips finished runs. Students distil from the teacher of the "
                     "same dataset/class/seed (OUT/teachers/...pt, trained once).")
     p.add_argument("--grid", choices=("required",), default=None,
-                   help="'required': the issue's whole grid (all classes x teacher, student-alone, P-KDGAN-II-23, "
+                   help="'required': the whole grid of Tables 2-4 (all classes x teacher, student-alone, P-KDGAN-II-23, "
                         "OC-SVM, KDE x seed 0 on mnist, fmnist, cifar10; then each Figure-2 class x the 8 paper "
                         "methods x seeds 0-2); overrides --datasets/--classes/--methods/--seeds")
     p.add_argument("--datasets", default="mnist,fmnist,cifar10", help="comma list of digits, mnist, fmnist, cifar10")
