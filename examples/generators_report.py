@@ -11,7 +11,6 @@ import argparse
 import json
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -137,8 +136,8 @@ def dcgan_section(records: Path, figures: Path, docs: Path) -> tuple[list[str], 
         rows = [[DATASET_NAMES[d], *[f"{dev_by[(d, c)]['fd']:.2f}" if (d, c) in dev_by else "—" for c in cols]]
                 for d in datasets]
         out += table(["FD on the development seed"] + [c.replace("student-alone-lr", "alone lr ") for c in cols], rows)
-        out += ["", f"Tuned learning rates: " + ", ".join(f"{DATASET_NAMES[d]} {lr:g}" for d, lr in choice["tuned_lr"].items())
-                + f". Mean FD rank of the candidate recipes: " + ", ".join(f"{k} {v:.2f}" for k, v in
+        out += ["", "Tuned learning rates: " + ", ".join(f"{DATASET_NAMES[d]} {lr:g}" for d, lr in choice["tuned_lr"].items())
+                + ". Mean FD rank of the candidate recipes: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                                           choice["mean_fd_rank"].items())
                 + f"; recommended: **{choice['recommended']}**.", ""]
     grid_rows = []

@@ -1,5 +1,4 @@
 """Training on real data reaches real figures (scikit-learn digits, the embedded dataset)."""
-import pytest
 import torch
 
 from gankd import DistillationEngine, OptimizerConfig, get_schedule

@@ -11,7 +11,7 @@ import torch
 from gankd import Callback, DistillationEngine, OptimizerConfig, Schedule, Stage
 from gankd.width_rule import match_parameters, resolve
 
-from conftest import TINY_STUDENT, TINY_TEACHER, OnEpochEnd
+from conftest import TINY_TEACHER, OnEpochEnd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from dcgan_family import DCGANHooks  # noqa: E402
