@@ -27,13 +27,13 @@ def test_the_sweep_runs_the_tuned_control_without_a_teacher_and_records_recipe_v
     assert rec_groups == set(groups)  # the same rule, against the real teacher
 
 
-def _write(out, dataset, method, c, seed, auroc, version=2, budget="cpu"):
+def _write(out, dataset, method, c, seed, auroc, version=2, budget="cpu", curve=None):
     path = record_path(out, dataset, c, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"record_format": RECORD_FORMAT, "budget": budget, "dataset": dataset,
                                 "normal_class": c, "method": method, "seed": seed, "status": "ok",
                                 "recipe_version": version if method in ("recommended", "student-alone-tuned")
-                                else None, "auroc_last": auroc, "auroc_per_epoch": [auroc]}))
+                                else None, "auroc_last": auroc, "auroc_per_epoch": curve or [auroc]}))
 
 
 def test_the_default_section_states_each_criterion_met_missed_or_not_measured(tmp_path):
@@ -67,7 +67,8 @@ def test_a_long_teacher_grid_is_tested_over_class_seed_pairs_against_the_teacher
             bump = 0.001 * (3 * c + seed)  # 15 distinct positive gains
             for method, auroc in (("teacher", 0.95), ("student-alone", 0.80), ("student-alone-tuned", 0.85),
                                   ("recommended", 0.91 + bump)):
-                _write(out, "mnist", method, c, seed, auroc, budget="long-teacher")
+                curve = [0.5, None, 0.9, None, auroc] if method == "teacher" else None  # scored at 1, 3, 5
+                _write(out, "mnist", method, c, seed, auroc, budget="long-teacher", curve=curve)
             for method, auroc in (("teacher", 0.60), ("student-alone", 0.58), ("student-alone-tuned", 0.58),
                                   ("recommended", 0.58 - bump)):
                 _write(out, "cifar10", method, c, seed, auroc, budget="long-teacher")
@@ -83,5 +84,7 @@ def test_a_long_teacher_grid_is_tested_over_class_seed_pairs_against_the_teacher
     assert ("teacher leads `student-alone-tuned` by at least 3 points: +2.00 -> **missed** by 1.00 points; beats "
             "`student-alone-tuned` with one-sided p < 0.05 over 15 pairs: -0.70 points, p=0.9995 -> **missed**; "
             "teacher gap at most half the tuned student's: +2.70 against +2.00 -> **missed**." in text)
+    assert "Teacher AUROC during training (mean over classes and seeds; students distil from the last): " \
+           "MNIST 0.5000 / 0.9000 / 0.9500 after epochs 1 / 3 / 5." in text  # CIFAR-10's: scored once, no curve
     st = result["statistics"]["long-teacher/default/mnist"]
     assert st["vs_tuned"]["n"] == 15 and st["vs_tuned"]["unit"] == "pair"

@@ -117,6 +117,25 @@ def long_teacher_criteria_lines(stats: dict[str, dict]) -> list[str]:
     return out
 
 
+def teacher_curve_line(groups: list[_Group]) -> str | None:
+    """One sentence: each dataset's mean teacher AUROC at every epoch where all its teachers were scored (a budget
+    that scores the teacher more than once shows whether it was still rising); None if none was scored twice."""
+    parts = []
+    for g in groups:
+        curves = [r.get("auroc_per_epoch") or [] for by_seed in g.runs.get("teacher", {}).values()
+                  for r in by_seed.values()]
+        if not curves:
+            continue
+        epochs = [i for i in range(min(map(len, curves))) if all(c[i] is not None for c in curves)]
+        if len(epochs) >= 2:
+            means = " / ".join(f"{sum(c[i] for c in curves) / len(curves):.4f}" for i in epochs)
+            parts.append(f"{g.label} {means} after epochs {' / '.join(str(i + 1) for i in epochs)}")
+    if not parts:
+        return None
+    return ("Teacher AUROC during training (mean over classes and seeds; students distil from the last): "
+            + "; ".join(parts) + ".")
+
+
 def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str], dict]:
     """Markdown lines and statistics (keyed by the group's slug) of the default-recipe sweep at ``budget``: the
     ``cpu`` grid covers all classes and is tested over classes; any other budget (a few classes, several
@@ -149,6 +168,9 @@ def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str
              f"Teacher gap: teacher - student, for `{ALONE}` / `{TUNED}` / `{DEFAULT}`.", "",
              *_table(["data", "teacher", ALONE, TUNED, DEFAULT, f"{DEFAULT} - alone", f"{DEFAULT} - tuned",
                       "tuned - alone", "teacher gap (points)"], rows), ""]
+    curve = teacher_curve_line(groups)
+    if curve:
+        lines += [curve, ""]
     if dropped:
         lines += ["Left out: " + ", ".join(f"{n} record(s) of `{m}` from another recipe version"
                                            for m, n in dropped.items()) + ".", ""]
