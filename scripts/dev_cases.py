@@ -27,14 +27,16 @@ def parse_cases(text: str) -> list[tuple[str, int, int]]:
 
 
 def load_case(sweep_out: str, dataset: str, normal_class: int, seed: int, data_root: str,
-              cifar_root: str) -> tuple[OneClassData, RunConfig, object, dict]:
-    """``(data, student config, teacher GAN, teacher record)`` of one case."""
+              cifar_root: str, budget: str = "cpu") -> tuple[OneClassData, RunConfig, object, dict]:
+    """``(data, student config, teacher GAN, teacher record)`` of one case; ``budget`` names the sweep budget
+    whose teacher is loaded (the students of every budget used here train as in ``cpu``)."""
+    b = BUDGETS[budget]
     root = cifar_root if dataset == "cifar10" else data_root
-    data, _ = prepare_data(load_one_class(dataset, normal_class, root=root), BUDGET)
-    cfg = RunConfig(dataset=dataset, normal_class=normal_class, method="KDGAN-2", epochs=BUDGET.student_epochs,
-                    batch_size=BUDGET.batch_size, lr=BUDGET.lr, seed=seed, eval_every=1000)
-    tcfg = cfg.replace(method="teacher", epochs=BUDGET.teacher_epochs, eval_every=BUDGET.teacher_eval_every)
-    teacher, record = _load_teacher(teacher_path(sweep_out, dataset, normal_class, seed, "cpu"), tcfg, BUDGET)
+    data, _ = prepare_data(load_one_class(dataset, normal_class, root=root), b)
+    cfg = RunConfig(dataset=dataset, normal_class=normal_class, method="KDGAN-2", epochs=b.student_epochs,
+                    batch_size=b.batch_size, lr=b.lr, seed=seed, eval_every=1000)
+    tcfg = cfg.replace(method="teacher", epochs=b.teacher_epochs, eval_every=b.teacher_eval_every)
+    teacher, record = _load_teacher(teacher_path(sweep_out, dataset, normal_class, seed, budget), tcfg, b)
     return data, cfg, teacher, record
 
 

@@ -1,8 +1,9 @@
 """Development probe: per-layer learning rates (and init scales) from the student's widths relative to the
-teacher's (:mod:`gankd.width_rule`), for the student alone and for KDGAN-2 with K = 30 * l1(x_hat).
+teacher's (:mod:`gankd.width_rule`), for the student alone and for KDGAN-2 with K = 30 * l1(x_hat) (and K's
+variants in ``BASES``).
 
-On cases whose teachers a sweep trained at the cpu budget (``--sweep-out``; the Figure-2 classes at seeds
->= 100, which no reported run uses), trains for 10 epochs at the cpu budget. Candidate names:
+On cases whose teachers a sweep trained (``--sweep-out`` at ``--budget``, default ``cpu``; the Figure-2 classes
+at seeds >= 100, which no reported run uses), trains the student for 10 epochs as the cpu budget does. Candidate names:
 ``BASE[+RULE][*FACTOR]`` with BASE ``alone`` (the student alone) or ``xhat30`` (KDGAN-2, K = 30 * l1(x_hat)),
 RULE ``mup`` / ``fan-in`` (``Stage(lr_rule={"name": RULE, "reference": teacher widths})``) and FACTOR a global
 multiplier of the student's learning rate (both of its networks), e.g. ``alone+mup*0.5``. Appends one row per
@@ -30,8 +31,20 @@ from gankd.width_rule import LR_RULES  # noqa: E402
 from gankd_ganomaly.networks import TEACHER_WIDTHS  # noqa: E402
 from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
 
+XHAT30 = {"output": "x_hat", "loss": "l1", "weight": 30.0}
 BASES = {"alone": ("student-alone", None),
-         "xhat30": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": 30.0}]})}
+         "xhat30": ("KDGAN-2", {"terms": [XHAT30]}),
+         # K also on the teacher's reconstructions of inputs that are not normal images: a quarter turn, a blend of
+         # two images, noise. The teacher's failures there are what scores anomalies; plain K sees normal images only.
+         "xhat30-rot": ("KDGAN-2", {"terms": [XHAT30, {"output": "rot/x_hat", "loss": "l1", "weight": 30.0}],
+                                    "views": {"rot": {"fn": "rot90", "k": 1}}}),
+         "xhat30-mix": ("KDGAN-2", {"terms": [XHAT30, {"output": "mix/x_hat", "loss": "l1", "weight": 30.0}],
+                                    "views": {"mix": {"fn": "mixup", "weight": 0.5}}}),
+         "xhat30-noise": ("KDGAN-2", {"terms": [XHAT30, {"output": "noisy/x_hat", "loss": "l1", "weight": 30.0}],
+                                      "views": {"noisy": {"fn": "noise", "std": 0.5}}}),
+         # ... or on the anomaly score's order within the batch (ListNet), the quantity the detector uses.
+         "xhat30-rank": ("KDGAN-2", {"terms": [XHAT30, {"output": "score", "loss": "rank", "weight": 1.0}],
+                                     "derived": {"score": {"fn": "squared_error", "a": "z1", "b": "z2"}}})}
 
 
 def schedule_of(name: str) -> Schedule:
@@ -57,6 +70,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--data-root", default="../shared/datasets")
     p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    p.add_argument("--budget", default="cpu", help="the sweep budget whose teachers --sweep-out holds")
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -67,13 +81,15 @@ def main() -> None:
     for dataset, c, seed in parse_cases(args.cases):
         if all((n, dataset, c, seed) in done for n in names):
             continue
-        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root,
+                                                args.budget)
         for name in names:
             if (name, dataset, c, seed) in done:
                 continue
             t0 = time.perf_counter()
             record, _ = train.run(cfg, data, teacher, verbose=False, schedule=schedules[name])
-            append_row(out, rows, {"candidate": name, "dataset": dataset, "normal_class": c, "seed": seed,
+            append_row(out, rows, {"candidate": name, "budget": args.budget, "dataset": dataset,
+                                   "normal_class": c, "seed": seed,
                                    "auroc_last": record["auroc_last"], "teacher_auroc": trecord["auroc_last"],
                                    "con_last": record["history"][-1]["losses"].get("L_g^S/con")}, t0)
 
