@@ -42,6 +42,13 @@ BASES = {"alone": ("student-alone", None),
                                     "views": {"mix": {"fn": "mixup", "weight": 0.5}}}),
          "xhat30-noise": ("KDGAN-2", {"terms": [XHAT30, {"output": "noisy/x_hat", "loss": "l1", "weight": 30.0}],
                                       "views": {"noisy": {"fn": "noise", "std": 0.5}}}),
+         "xhat30-rot2": ("KDGAN-2", {"terms": [XHAT30, {"output": "rot2/x_hat", "loss": "l1", "weight": 30.0}],
+                                     "views": {"rot2": {"fn": "rot90", "k": 2}}}),
+         "xhat30-rot13": ("KDGAN-2", {"terms": [XHAT30, {"output": "rot/x_hat", "loss": "l1", "weight": 15.0},
+                                                {"output": "rot3/x_hat", "loss": "l1", "weight": 15.0}],
+                                      "views": {"rot": {"fn": "rot90", "k": 1}, "rot3": {"fn": "rot90", "k": 3}}}),
+         "xhat30-vflip": ("KDGAN-2", {"terms": [XHAT30, {"output": "vflip/x_hat", "loss": "l1", "weight": 30.0}],
+                                      "views": {"vflip": {"fn": "flip", "dim": -2}}}),
          # ... or on the anomaly score's order within the batch (ListNet), the quantity the detector uses.
          "xhat30-rank": ("KDGAN-2", {"terms": [XHAT30, {"output": "score", "loss": "rank", "weight": 1.0}],
                                      "derived": {"score": {"fn": "squared_error", "a": "z1", "b": "z2"}}})}
