@@ -210,7 +210,7 @@ def test_resume_is_bit_identical_with_a_stateful_term_and_an_adaptor(hooks, tiny
 
 
 def test_recipes_are_named_and_recorded(digits0):
-    assert set(RECIPES) == {"paper", "recommended", "reconstruction-fast"}  # controls are the sweep's
+    assert set(RECIPES) == {"paper", "recommended", "reconstruction-flip", "reconstruction-fast"}  # controls are the sweep's
     assert RECIPES["recommended"].version == 2 and RECIPES["paper"].version == 1
     assert dict(GanomalyHooks().recipes()) == dict(RECIPES)  # the base mapping (paper), extended
     with pytest.raises(TypeError):
