@@ -72,6 +72,7 @@ def test_a_long_teacher_grid_is_tested_over_class_seed_pairs_against_the_teacher
             for method, auroc in (("teacher", 0.60), ("student-alone", 0.58), ("student-alone-tuned", 0.58),
                                   ("recommended", 0.58 - bump)):
                 _write(out, "cifar10", method, c, seed, auroc, budget="long-teacher")
+            _write(out, "mnist", "reconstruction-flip", c, seed, 0.96 - bump, budget="long-teacher")
     (tmp_path / "none").mkdir()
     result = write_report(tmp_path / "none", tmp_path / "results.md", None, default=[out])
     text = (tmp_path / "results.md").read_text()
@@ -88,3 +89,12 @@ def test_a_long_teacher_grid_is_tested_over_class_seed_pairs_against_the_teacher
            "MNIST 0.5000 / 0.9000 / 0.9500 after epochs 1 / 3 / 5." in text  # CIFAR-10's: scored once, no curve
     st = result["statistics"]["long-teacher/default/mnist"]
     assert st["vs_tuned"]["n"] == 15 and st["vs_tuned"]["unit"] == "pair"
+    # a candidate recipe in the same grid: the same controls and teachers, the same criteria
+    assert "### A candidate default: `reconstruction-flip`" in text
+    assert ("- MNIST (classes 0, 1, 2, 3, 4; seed(s) 0, 1, 2): teacher leads `student-alone-tuned` by at least 3 "
+            "points: +10.00 -> **met**; beats `student-alone-tuned` with one-sided p < 0.05 over 15 pairs: +10.30 "
+            "points, p=0.0000 -> **met**; teacher gap at most half the tuned student's: -0.30 against +10.00 -> "
+            "**met**." in text)
+    assert "- CIFAR-10: **not yet measured** (no records of `reconstruction-flip` in this sweep)." in text
+    flip = result["statistics"]["long-teacher/default/reconstruction-flip/mnist"]
+    assert flip["teacher_gap_recipe"] == pytest.approx(-0.003)

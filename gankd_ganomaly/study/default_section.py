@@ -40,15 +40,15 @@ def current_version_only(groups: list[_Group]) -> dict[str, int]:
     return dropped
 
 
-def default_statistics(g: _Group, unit: str = "class") -> dict[str, Any]:
-    """Wilcoxon tests (over classes, per class the mean over paired seeds; or over (class, seed) pairs with
-    ``unit="pair"``) and the teacher gaps."""
-    return {"vs_alone": wilcoxon_gain(g, DEFAULT, ALONE, unit), "vs_tuned": wilcoxon_gain(g, DEFAULT, TUNED, unit),
+def default_statistics(g: _Group, unit: str = "class", recipe: str = DEFAULT) -> dict[str, Any]:
+    """``recipe`` (default `recommended`) against both controls: Wilcoxon tests (over classes, per class the mean
+    over paired seeds; or over (class, seed) pairs with ``unit="pair"``) and the teacher gaps."""
+    return {"vs_alone": wilcoxon_gain(g, recipe, ALONE, unit), "vs_tuned": wilcoxon_gain(g, recipe, TUNED, unit),
             "tuned_vs_alone": wilcoxon_gain(g, TUNED, ALONE, unit),
             "teacher_gap_alone": teacher_gap(g, ALONE), "teacher_gap_tuned": teacher_gap(g, TUNED),
-            "teacher_gap_recommended": teacher_gap(g, DEFAULT),
-            "seeds": sorted({s for by_seed in g.runs.get(DEFAULT, {}).values() for s in by_seed}),
-            "classes": g.classes(DEFAULT)}
+            "teacher_gap_recipe": teacher_gap(g, recipe),
+            "seeds": sorted({s for by_seed in g.runs.get(recipe, {}).values() for s in by_seed}),
+            "classes": g.classes(recipe)}
 
 
 def _wins(w: dict) -> bool:
@@ -60,14 +60,14 @@ def _p(w: dict) -> str:
     return "n/a" if w["p_one_sided"] is None else format(w["p_one_sided"], ".4f")
 
 
-def criteria_lines(stats: dict[str, dict]) -> list[str]:
-    """The cpu-budget criteria, each met, missed (by how much) or not yet measured, per dataset."""
+def criteria_lines(stats: dict[str, dict], recipe: str = DEFAULT) -> list[str]:
+    """The cpu-budget criteria of ``recipe``, each met, missed (by how much) or not yet measured, per dataset."""
     out = []
     for dataset in DATASETS:
         st = _stats_of(stats, dataset)
         label = _LABELS[dataset]
         if st is None:
-            out.append(f"- {label}: **not yet measured** (no records of `{DEFAULT}` in this sweep).")
+            out.append(f"- {label}: **not yet measured** (no records of `{recipe}` in this sweep).")
             continue
         n = st["vs_tuned"]["n"]
         parts = []
@@ -87,17 +87,17 @@ def criteria_lines(stats: dict[str, dict]) -> list[str]:
     return out
 
 
-def long_teacher_criteria_lines(stats: dict[str, dict]) -> list[str]:
+def long_teacher_criteria_lines(stats: dict[str, dict], recipe: str = DEFAULT) -> list[str]:
     """The criteria of a grid with a longer teacher budget, tested over (class, seed) pairs: on MNIST and CIFAR-10
-    the teacher leads the tuned student alone by at least 3 points, `recommended` beats the tuned student alone
+    the teacher leads the tuned student alone by at least 3 points, ``recipe`` beats the tuned student alone
     with one-sided p < 0.05, and leaves at most half the teacher gap that the tuned student alone leaves."""
     out = []
     for dataset in ("mnist", "cifar10"):
         st, label = _stats_of(stats, dataset), _LABELS[dataset]
         if st is None:
-            out.append(f"- {label}: **not yet measured** (no records of `{DEFAULT}` in this sweep).")
+            out.append(f"- {label}: **not yet measured** (no records of `{recipe}` in this sweep).")
             continue
-        wt, lead, left = st["vs_tuned"], st["teacher_gap_tuned"], st["teacher_gap_recommended"]
+        wt, lead, left = st["vs_tuned"], st["teacher_gap_tuned"], st["teacher_gap_recipe"]
         parts = []
         if lead is None:
             parts.append("teacher lead over `student-alone-tuned`: no teacher records")
@@ -147,8 +147,7 @@ def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str
         if not g.runs.get(DEFAULT):
             continue
         st = stats[g.slug] = default_statistics(g, unit)
-        gaps = " / ".join(_points(st[k]) for k in ("teacher_gap_alone", "teacher_gap_tuned",
-                                                   "teacher_gap_recommended"))
+        gaps = " / ".join(_points(st[k]) for k in ("teacher_gap_alone", "teacher_gap_tuned", "teacher_gap_recipe"))
         rows.append([g.label, *(_mean_cell(g, m) for m in METHODS), _test_cell(st["vs_alone"]),
                      _test_cell(st["vs_tuned"]), _test_cell(st["tuned_vs_alone"]), gaps])
     if not rows:
@@ -178,7 +177,39 @@ def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str
         lines += ["**The criteria (cpu budget).**", "", *criteria_lines(stats), ""]
     else:
         lines += [f"**The criteria (`{budget}` budget).**", "", *long_teacher_criteria_lines(stats), ""]
+    for recipe in candidate_recipes(groups):
+        section, candidate_stats = candidate_section(groups, recipe, budget)
+        lines += section
+        stats.update({f"{recipe}/{k}": v for k, v in candidate_stats.items()})
     return lines, stats
 
 
-__all__ = ["default_section", "criteria_lines", "long_teacher_criteria_lines", "current_version_only", "DASH"]
+def candidate_recipes(groups: list[_Group]) -> list[str]:
+    """Recipes other than the default (and `paper`) with records in the grid: candidates for the next default."""
+    present = {m for g in groups for m in g.runs if g.runs[m]}
+    return [name for name in RECIPES if name in present and name not in (DEFAULT, "paper")]
+
+
+def candidate_section(groups: list[_Group], recipe: str, budget: str) -> tuple[list[str], dict]:
+    """A candidate recipe against the same controls and teachers as the default, held to the same criteria."""
+    unit = "class" if budget == "cpu" else "pair"
+    rows, stats = [], {}
+    for g in groups:
+        if not g.runs.get(recipe):
+            continue
+        st = stats[g.slug] = default_statistics(g, unit, recipe)
+        rows.append([g.label, *(_mean_cell(g, m) for m in ("teacher", TUNED, DEFAULT, recipe)),
+                     _test_cell(st["vs_alone"]), _test_cell(st["vs_tuned"]), _test_cell(wilcoxon_gain(
+                         g, recipe, DEFAULT, unit)), " / ".join(_points(st[k]) for k in ("teacher_gap_tuned",
+                                                                                         "teacher_gap_recipe"))])
+    criteria = criteria_lines(stats, recipe) if budget == "cpu" else long_teacher_criteria_lines(stats, recipe)
+    return [f"### A candidate default: `{recipe}`", "",
+            f"{RECIPES[recipe].description[0].upper()}{RECIPES[recipe].description[1:]}. Same teachers and "
+            "controls as above; chosen on development runs only.", "",
+            *_table(["data", "teacher", TUNED, DEFAULT, recipe, f"{recipe} - alone", f"{recipe} - tuned",
+                     f"{recipe} - {DEFAULT}", "teacher gap: tuned / candidate"], rows), "",
+            f"**`{recipe}` against the criteria.**", "", *criteria, ""], stats
+
+
+__all__ = ["default_section", "candidate_section", "criteria_lines", "long_teacher_criteria_lines",
+           "current_version_only", "DASH"]
