@@ -49,6 +49,15 @@ BASES = {"alone": ("student-alone", None),
                                       "views": {"rot": {"fn": "rot90", "k": 1}, "rot3": {"fn": "rot90", "k": 3}}}),
          "xhat30-vflip": ("KDGAN-2", {"terms": [XHAT30, {"output": "vflip/x_hat", "loss": "l1", "weight": 30.0}],
                                       "views": {"vflip": {"fn": "flip", "dim": -2}}}),
+         # ... or on the latents the score is computed from, now that the width rule lets the student move:
+         # Eq. 6's K (l2 on z1 and z2, l1 on x_hat, weights 1), or K = 30 * l1(x_hat) plus l2 / cosine on z1 and z2.
+         "paperK": ("KDGAN-2", {"terms": [{"output": "z1", "loss": "l2", "weight": 1.0},
+                                          {"output": "x_hat", "loss": "l1", "weight": 1.0},
+                                          {"output": "z2", "loss": "l2", "weight": 1.0}]}),
+         "xhat30-z": ("KDGAN-2", {"terms": [XHAT30, {"output": "z1", "loss": "l2", "weight": 1.0},
+                                            {"output": "z2", "loss": "l2", "weight": 1.0}]}),
+         "xhat30-zcos": ("KDGAN-2", {"terms": [XHAT30, {"output": "z1", "loss": "cosine", "weight": 1.0},
+                                               {"output": "z2", "loss": "cosine", "weight": 1.0}]}),
          # ... or on the anomaly score's order within the batch (ListNet), the quantity the detector uses.
          "xhat30-rank": ("KDGAN-2", {"terms": [XHAT30, {"output": "score", "loss": "rank", "weight": 1.0}],
                                      "derived": {"score": {"fn": "squared_error", "a": "z1", "b": "z2"}}})}
