@@ -140,7 +140,7 @@ RECOMMENDED_RULE = {"name": "mup"}
 # K of `reconstruction-flip`: the teacher's reconstruction of every training image and of the same image upside
 # down. Upside-down images are not normal: what the teacher makes of them is how it fails on what it did not
 # learn, which is what scores anomalies, while K on normal images only teaches the student to reconstruct them.
-# Chosen on development runs only (Figure-2 classes, seeds 100-101, long-teacher teachers; mean AUROC 0.7669
+# Chosen on development runs only (Figure-2 classes, seeds 100-101, long-teacher teachers; mean AUROC 0.7667
 # against 0.7600 for a quarter turn, 0.7539 a half turn, 0.7344 blends, 0.7082 noise, 0.7050 for K on x_hat alone
 # and 0.7350 for the tuned student alone: results/teacher_pays_probe.json, docs/distillation.md).
 _FLIPPED_RECONSTRUCTION_K = {
