@@ -1,10 +1,12 @@
-"""What the development studies share: one (dataset, class, seed) case of a sweep folder, at the cpu budget.
+"""What the development studies share: their command line, one (dataset, class, seed) case of a sweep folder,
+and the rows file they append to.
 
-Used by ``recipe_probe.py`` and ``latent_mechanism.py``: the case's data (with the budget's subsample), a
-student run config (KDGAN-2, evaluated only at stage ends) and the teacher the sweep trained for it.
+Used by every probe in ``scripts/``: the case's data (with the budget's subsample), a student run config (KDGAN-2,
+evaluated only at stage ends) and the teacher the sweep trained for it.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -19,6 +21,25 @@ from gankd_ganomaly.study.budgets import BUDGETS, prepare_data  # noqa: E402
 from gankd_ganomaly.study.sweep import _load_teacher, teacher_path  # noqa: E402
 
 BUDGET = BUDGETS["cpu"]
+
+
+def case_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every probe takes: the sweep folder and budget of the teachers, the cases, the rows file and
+    the data roots; a probe adds its own."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
+    p.add_argument("--budget", default="cpu", help="the sweep budget whose teachers --sweep-out holds")
+    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p.add_argument("--out", required=True, help="JSON rows file; rows already there are not run again")
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    return p
+
+
+def read_rows(out: str | Path) -> list[dict]:
+    """The rows a probe wrote to ``out`` so far (none if it does not exist)."""
+    path = Path(out)
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def parse_cases(text: str) -> list[tuple[str, int, int]]:

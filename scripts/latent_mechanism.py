@@ -18,7 +18,6 @@ for normal and novel images:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gankd  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from dev_cases import BUDGET as budget, load_case, parse_cases  # noqa: E402
+from dev_cases import BUDGET as budget, case_parser, load_case, parse_cases, read_rows  # noqa: E402
 from gankd_ganomaly.evaluation import auroc, scoring_mode  # noqa: E402
 from gankd_ganomaly.experiment import run  # noqa: E402
 
@@ -59,21 +58,17 @@ def outside_share(z: torch.Tensor, k: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep-out", required=True)
-    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    p = case_parser(__doc__)
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = read_rows(out)
     done = {(r["dataset"], r["normal_class"], r["seed"]) for r in rows}
     for dataset, c, seed in parse_cases(args.cases):
         if (dataset, c, seed) in done:
             continue
-        data, cfg, teacher, _ = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        data, cfg, teacher, _ = load_case(args.sweep_out, dataset, c, seed, args.data_root,
+                                          args.cifar_root, args.budget)
         novel = data.test_labels.bool()
         t_z1, t_z2 = latents(teacher, data.test)
         t_score = (t_z1 - t_z2).pow(2).mean(1)

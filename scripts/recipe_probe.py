@@ -11,8 +11,6 @@ epoch's, on the whole test split. Example:
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
+from dev_cases import append_row, BUDGET as budget, case_parser, load_case, parse_cases, read_rows  # noqa: E402
 from gankd_ganomaly.experiment import run  # noqa: E402
 
 XHAT = {"output": "x_hat", "loss": "l1"}
@@ -86,25 +84,21 @@ LOSS_WEIGHT_CONTROLS = ("alone-wcon40", "wcon40+xhat30")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
-    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p = case_parser(__doc__)
     p.add_argument("--candidates", required=True, help=f"comma list of {', '.join(CANDIDATES)}")
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = read_rows(out)
     done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
     cases = parse_cases(args.cases)
     names = args.candidates.split(",")
     for name in names:
         CANDIDATES[name]  # unknown names fail before any run
     for dataset, c, seed in cases:
-        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root,
+                                                args.cifar_root, args.budget)
         for name in names:
             if (name, dataset, c, seed) in done:
                 continue

@@ -10,8 +10,6 @@ reconstruction error |x - x_hat|. Writes one row per (case, model) to ``--out`` 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gankd_ganomaly.experiment.train as train  # noqa: E402
 from gankd_ganomaly.evaluation import evaluate_auroc  # noqa: E402
 from gankd_ganomaly.hooks import GanomalyHooks  # noqa: E402
-from dev_cases import append_row, load_case, parse_cases  # noqa: E402
+from dev_cases import append_row, case_parser, load_case, parse_cases, read_rows  # noqa: E402
 from width_rule_probe import schedule_of  # noqa: E402
 
 STUDENTS = ("alone+mup", "xhat30+mup", "xhat30-vflip+mup")
@@ -39,21 +37,15 @@ class ReconstructionScore(GanomalyHooks):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep-out", required=True)
-    p.add_argument("--budget", default="cpu")
-    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
+    p = case_parser(__doc__)
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = read_rows(out)
     done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
     for dataset, c, seed in parse_cases(args.cases):
-        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root,
-                                                args.budget)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root,
+                                                args.cifar_root, args.budget)
         recon = ReconstructionScore(in_channels=data.test.shape[1])
         for name in ("teacher", *STUDENTS):
             if (name, dataset, c, seed) in done:

@@ -20,8 +20,6 @@ run's network builder. Appends one row per run to ``--out`` (re-running skips ro
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gankd_ganomaly.experiment.train as train  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
-from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
+from dev_cases import append_row, BUDGET as budget, case_parser, load_case, parse_cases, read_rows  # noqa: E402
 
 BASES = {"alone": ("student-alone", None), "paperK": ("KDGAN-2", None),  # None: the family's K (Eq. 6)
          **{f"xhat{w}": ("KDGAN-2", {"terms": [{"output": "x_hat", "loss": "l1", "weight": float(w)}]})
@@ -76,27 +74,23 @@ def parse(name: str) -> tuple[str, str | None, float, float | None]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
-    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p = case_parser(__doc__)
     p.add_argument("--candidates", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
     p.add_argument("--student-widths", default=None, metavar="C1,C2,C3",
                    help="students of these widths instead of the dataset's default (the paper's)")
     args = p.parse_args()
     widths = tuple(int(w) for w in args.student_widths.split(",")) if args.student_widths else None
     torch.set_num_threads(1)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = read_rows(out)
     done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"], tuple(r.get("student_widths") or ()) or None)
             for r in rows}
     names = args.candidates.split(",")
     parsed = {name: parse(name) for name in names}  # unknown names fail before any run
     build_gan = train.build_gan
     for dataset, c, seed in parse_cases(args.cases):
-        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root,
+                                                args.cifar_root, args.budget)
         if widths:
             cfg = cfg.replace(student_widths=widths)
         for name in names:

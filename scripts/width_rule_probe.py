@@ -15,8 +15,6 @@ run to ``--out`` (re-running skips rows already there):
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ import gankd_ganomaly.experiment.train as train  # noqa: E402
 from gankd import OptimizerConfig, Schedule, Stage  # noqa: E402
 from gankd.width_rule import LR_RULES  # noqa: E402
 from gankd_ganomaly.networks import TEACHER_WIDTHS  # noqa: E402
-from dev_cases import BUDGET as budget, append_row, load_case, parse_cases  # noqa: E402
+from dev_cases import append_row, BUDGET as budget, case_parser, load_case, parse_cases, read_rows  # noqa: E402
 
 XHAT30 = {"output": "x_hat", "loss": "l1", "weight": 30.0}
 BASES = {"alone": ("student-alone", None),
@@ -79,26 +77,20 @@ def schedule_of(name: str) -> Schedule:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sweep-out", required=True, help="a sweep folder holding teachers/ for the cases")
-    p.add_argument("--cases", required=True, help="dataset:class:seed,...")
+    p = case_parser(__doc__)
     p.add_argument("--candidates", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--cifar-root", default="data/cifar10-jpeg")
-    p.add_argument("--budget", default="cpu", help="the sweep budget whose teachers --sweep-out holds")
     args = p.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
-    rows = json.loads(out.read_text()) if out.is_file() else []
+    rows = read_rows(out)
     done = {(r["candidate"], r["dataset"], r["normal_class"], r["seed"]) for r in rows}
     names = args.candidates.split(",")
     schedules = {name: schedule_of(name) for name in names}  # unknown names fail before any run
     for dataset, c, seed in parse_cases(args.cases):
         if all((n, dataset, c, seed) in done for n in names):
             continue
-        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root, args.cifar_root,
-                                                args.budget)
+        data, cfg, teacher, trecord = load_case(args.sweep_out, dataset, c, seed, args.data_root,
+                                                args.cifar_root, args.budget)
         for name in names:
             if (name, dataset, c, seed) in done:
                 continue
