@@ -136,12 +136,23 @@ def teacher_curve_line(groups: list[_Group]) -> str | None:
             + "; ".join(parts) + ".")
 
 
+def comparison_unit(budget: str) -> str:
+    """The ``cpu`` grid covers all classes and is tested over classes; a grid at any other budget (a few classes,
+    several seeds) over (class, seed) pairs."""
+    return "class" if budget == "cpu" else "pair"
+
+
+def budget_criteria_lines(stats: dict[str, dict], budget: str, recipe: str = DEFAULT) -> list[str]:
+    """The criteria ``recipe`` is held to at ``budget``: the cpu ones, or those of a longer-trained teacher."""
+    return criteria_lines(stats, recipe) if budget == "cpu" else long_teacher_criteria_lines(stats, recipe)
+
+
 def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str], dict]:
     """Markdown lines and statistics (keyed by the group's slug) of the default-recipe sweep at ``budget``: the
     ``cpu`` grid covers all classes and is tested over classes; any other budget (a few classes, several
     seeds) over (class, seed) pairs, against the criteria of a longer-trained teacher."""
     dropped = current_version_only(groups)
-    unit = "class" if budget == "cpu" else "pair"
+    unit = comparison_unit(budget)
     rows, stats = [], {}
     for g in groups:
         if not g.runs.get(DEFAULT):
@@ -173,10 +184,7 @@ def default_section(groups: list[_Group], budget: str = "cpu") -> tuple[list[str
     if dropped:
         lines += ["Left out: " + ", ".join(f"{n} record(s) of `{m}` from another recipe version"
                                            for m, n in dropped.items()) + ".", ""]
-    if budget == "cpu":
-        lines += ["**The criteria (cpu budget).**", "", *criteria_lines(stats), ""]
-    else:
-        lines += [f"**The criteria (`{budget}` budget).**", "", *long_teacher_criteria_lines(stats), ""]
+    lines += [f"**The criteria (`{budget}` budget).**", "", *budget_criteria_lines(stats, budget), ""]
     for recipe in candidate_recipes(groups):
         section, candidate_stats = candidate_section(groups, recipe, budget)
         lines += section
@@ -192,7 +200,7 @@ def candidate_recipes(groups: list[_Group]) -> list[str]:
 
 def candidate_section(groups: list[_Group], recipe: str, budget: str) -> tuple[list[str], dict]:
     """A candidate recipe against the same controls and teachers as the default, held to the same criteria."""
-    unit = "class" if budget == "cpu" else "pair"
+    unit = comparison_unit(budget)
     rows, stats = [], {}
     for g in groups:
         if not g.runs.get(recipe):
@@ -202,13 +210,12 @@ def candidate_section(groups: list[_Group], recipe: str, budget: str) -> tuple[l
                      _test_cell(st["vs_alone"]), _test_cell(st["vs_tuned"]), _test_cell(wilcoxon_gain(
                          g, recipe, DEFAULT, unit)), " / ".join(_points(st[k]) for k in ("teacher_gap_tuned",
                                                                                          "teacher_gap_recipe"))])
-    criteria = criteria_lines(stats, recipe) if budget == "cpu" else long_teacher_criteria_lines(stats, recipe)
     return [f"### A candidate default: `{recipe}`", "",
             f"{RECIPES[recipe].description[0].upper()}{RECIPES[recipe].description[1:]}. Same teachers and "
             "controls as above; chosen on development runs only.", "",
             *_table(["data", "teacher", TUNED, DEFAULT, recipe, f"{recipe} - alone", f"{recipe} - tuned",
                      f"{recipe} - {DEFAULT}", "teacher gap: tuned / candidate"], rows), "",
-            f"**`{recipe}` against the criteria.**", "", *criteria, ""], stats
+            f"**`{recipe}` against the criteria.**", "", *budget_criteria_lines(stats, budget, recipe), ""], stats
 
 
 __all__ = ["default_section", "candidate_section", "criteria_lines", "long_teacher_criteria_lines",
