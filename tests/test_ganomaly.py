@@ -150,3 +150,5 @@ def test_demo_command_prints_table_and_writes_json(tmp_path):
         assert row in proc.stdout
     assert f"{figures['pkdgan_auroc']:.4f}" in proc.stdout and f"{figures['recommended_auroc']:.4f}" in proc.stdout
     assert "students: mean of seeds 4, 5" in proc.stdout
+    for r in recommended:  # each seed's AUROC printed whole (a 1.0 must not read as .0000)
+        assert f" {r['auroc_last']:.4f}" in proc.stdout

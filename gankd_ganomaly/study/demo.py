@@ -98,7 +98,7 @@ def print_demo_table(result: dict) -> None:
     print(f"\ndigits, normal class {result['normal_class']}, AUROC of the last epoch (batch norm at test: "
           f"{result['bn_mode_at_test']}); teacher seed {result['seed']}, students: mean of seeds "
           f"{', '.join(map(str, seeds))}")
-    print(f"{'model':22}{'widths':>11}{'epochs':>8}{'AUROC':>8}  {'per seed':<{7 * len(seeds)}}{'params':>11}"
+    print(f"{'model':22}{'widths':>11}{'epochs':>8}{'AUROC':>8}  {'per seed':<{7 * len(seeds) + 1}}{'params':>11}"
           f"{'FLOPs':>12}{'params x':>10}{'FLOPs x':>9}{'wall s':>8}")
     t_params, t_flops = result["teacher_params"], result["teacher_flops"]
     for name, method in rows:
@@ -107,8 +107,8 @@ def print_demo_table(result: dict) -> None:
         widths = "-".join(map(str, r["config"]["student_widths" if r["method"] != "teacher" else "teacher_widths"]))
         epochs = "+".join(str(s["epochs"]) for s in r["schedule"]["stages"])
         aurocs = [x["auroc_last"] for x in runs]
-        per_seed = " ".join(f"{a:.4f}"[1:] for a in aurocs) if method != "teacher" else ""
-        print(f"{name:22}{widths:>11}{epochs:>8}{sum(aurocs) / len(aurocs):>8.4f}  {per_seed:<{7 * len(seeds)}}"
+        per_seed = " ".join(f"{a:.4f}" for a in aurocs) if method != "teacher" else ""  # 1.0000 stays whole
+        print(f"{name:22}{widths:>11}{epochs:>8}{sum(aurocs) / len(aurocs):>8.4f}  {per_seed:<{7 * len(seeds) + 1}}"
               f"{r['params']:>11,}{r['flops']:>12,}{t_params / r['params']:>9.2f}x{t_flops / r['flops']:>8.2f}x"
               f"{result['run_wall_s'][method]:>8.1f}")
     print(f"total wall time {result['wall_s']:.1f}s")
